@@ -1,0 +1,14 @@
+"""vivit_mm: ViViT (Arnab et al., ICCV 2021) as an MMAction2 plugin.
+
+``import vivit_mm`` registers the backbones ``ViViTM1``-``ViViTM4`` and the
+``ViViTHead`` into MMAction2's ``MODELS`` registry, so a config needs only
+``custom_imports = dict(imports=['vivit_mm'])``.
+"""
+import warnings
+
+# mmcv-lite has no compiled ops; mmcv warns about that on import although no
+# op of mmcv's is used here.
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+
+from .models import *  # noqa: E402,F401,F403
+from .version import __version__  # noqa: E402,F401

@@ -1,0 +1,321 @@
+"""What the four ViViT variants share: arch zoo, option checks, tokeniser,
+position embedding, CLS token, pooling, stochastic depth and initialisation.
+
+Subclasses differ only where the paper does: the blocks they stack
+(:meth:`BaseViViT._build_block`) and, for Model 2, the encoder layout.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..utils.embed import TubeletEmbedding, UniformFrameEmbedding
+from ..utils.transformer import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG,
+                                 TransformerBlock, _norm, drop_path_rates)
+
+
+def _pair(x: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
+    if isinstance(x, int):
+        return (x, x)
+    if (isinstance(x, (tuple, list)) and len(x) == 2
+            and all(isinstance(v, int) for v in x)):
+        return tuple(x)
+    raise ValueError(f'{name} must be an int or a pair of ints, got {x!r}.')
+
+
+def _positive_int(x, name: str) -> int:
+    if not isinstance(x, int) or isinstance(x, bool) or x <= 0:
+        raise ValueError(f'{name} must be a positive int, got {x!r}.')
+    return x
+
+
+def _rate(x, name: str) -> float:
+    if not isinstance(x, (int, float)) or not 0.0 <= x < 1.0:
+        raise ValueError(f'{name} must be a number in [0, 1), got {x!r}.')
+    return float(x)
+
+
+class BaseViViT(BaseModule):
+    """Common base of ViViT backbones (Arnab et al., ICCV 2021).
+
+    Input ``[B, C, T, H, W]`` (what MMAction2's ``Recognizer3D`` passes),
+    output the pooled feature ``[B, D]``.
+
+    Args:
+        arch (str | dict): ``'b'``/``'base'``, ``'l'``/``'large'``,
+            ``'h'``/``'huge'`` or a dict with ``embed_dims``, ``num_layers``,
+            ``num_heads`` and ``feedforward_channels``. Defaults to ``'b'``.
+        img_size (int | tuple[int, int]): Input frame size. Defaults to 224.
+        num_frames (int): Input frames T. Defaults to 32.
+        patch_size (int | tuple[int, int]): Spatial patch size p.
+            Defaults to 16.
+        tubelet_size (int): Temporal extent t of a tubelet. Defaults to 2.
+        tokenizer (str): ``'tubelet'`` (Conv3d, kernel = stride =
+            ``(t, p, p)``) or ``'uniform'`` (uniform frame sampling: a 2D
+            patch embedding per frame; needs ``tubelet_size=1``).
+            Defaults to ``'tubelet'``.
+        in_channels (int): Input channels. Defaults to 3.
+        pooling (str, optional): ``'token'`` (a CLS token whose final output
+            is the feature) or ``'gap'`` (no CLS token; the mean of the
+            final-normed tokens). Defaults to the variant's own.
+        qkv_bias (bool): Bias in q/k/v projections. Defaults to True.
+        drop_rate (float): Dropout after the position embedding, after
+            attention projections and in MLPs. Defaults to 0.
+        attn_drop_rate (float): Dropout on attention probabilities.
+            Defaults to 0.
+        drop_path_rate (float): Stochastic depth of the last block; block
+            ``l`` of ``L`` gets ``l / (L - 1) * drop_path_rate``.
+            Defaults to 0.
+        act_cfg (dict): MLP activation. Defaults to GELU with the tanh
+            approximation, as the official (flax) models.
+        norm_cfg (dict): Normalisation. Defaults to LayerNorm, eps 1e-6.
+        with_cp (bool): Activation checkpointing per block while training.
+            Defaults to False.
+        fused_attn (bool): Fused ``scaled_dot_product_attention`` (True) or
+            the explicit formula (False, for tests). Defaults to True.
+        init_cfg (dict | list, optional): mmengine initialisation config.
+    """
+
+    arch_zoo: Dict[str, dict] = {
+        **dict.fromkeys(['b', 'base'], dict(
+            embed_dims=768, num_layers=12, num_heads=12,
+            feedforward_channels=3072)),
+        **dict.fromkeys(['l', 'large'], dict(
+            embed_dims=1024, num_layers=24, num_heads=16,
+            feedforward_channels=4096)),
+        **dict.fromkeys(['h', 'huge'], dict(
+            embed_dims=1280, num_layers=32, num_heads=16,
+            feedforward_channels=5120)),
+    }
+    ESSENTIAL_KEYS = ('embed_dims', 'num_layers', 'num_heads',
+                      'feedforward_channels')
+    TOKENIZERS = ('tubelet', 'uniform')
+    POOLINGS = ('token', 'gap')
+    #: Pooling when the user gives none, and the poolings a variant accepts.
+    default_pooling = 'token'
+    allowed_poolings: Tuple[str, ...] = POOLINGS
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'b',
+                 img_size: Union[int, Tuple[int, int]] = 224,
+                 num_frames: int = 32,
+                 patch_size: Union[int, Tuple[int, int]] = 16,
+                 tubelet_size: int = 2,
+                 tokenizer: str = 'tubelet',
+                 in_channels: int = 3,
+                 pooling: Optional[str] = None,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0,
+                 act_cfg: dict = DEFAULT_ACT_CFG,
+                 norm_cfg: dict = DEFAULT_NORM_CFG,
+                 with_cp: bool = False,
+                 fused_attn: bool = True,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        self.embed_dims = self.arch_settings['embed_dims']
+        self.num_layers = self.arch_settings['num_layers']
+        self.num_heads = self.arch_settings['num_heads']
+        self.feedforward_channels = self.arch_settings['feedforward_channels']
+        if self.embed_dims % self.num_heads != 0:
+            raise ValueError(
+                f'arch embed_dims ({self.embed_dims}) must be divisible by '
+                f'num_heads ({self.num_heads}).')
+
+        self.img_size = _pair(img_size, 'img_size')
+        self.patch_size = _pair(patch_size, 'patch_size')
+        self.num_frames = _positive_int(num_frames, 'num_frames')
+        self.tubelet_size = _positive_int(tubelet_size, 'tubelet_size')
+        self.in_channels = _positive_int(in_channels, 'in_channels')
+        for s, p, axis in zip(self.img_size, self.patch_size,
+                              ('height', 'width')):
+            if p <= 0 or s % p != 0:
+                raise ValueError(
+                    f'img_size {self.img_size} must be divisible by '
+                    f'patch_size {self.patch_size} ({axis}: {s} % {p} != 0).')
+        if self.num_frames % self.tubelet_size != 0:
+            raise ValueError(
+                f'num_frames ({self.num_frames}) must be divisible by '
+                f'tubelet_size ({self.tubelet_size}).')
+        if tokenizer not in self.TOKENIZERS:
+            raise ValueError(f'Unknown tokenizer {tokenizer!r}; choose one of '
+                             f'{self.TOKENIZERS}.')
+        if tokenizer == 'uniform' and self.tubelet_size != 1:
+            raise ValueError(
+                "tokenizer='uniform' (uniform frame sampling) embeds each "
+                f'frame on its own and needs tubelet_size=1, got '
+                f'{self.tubelet_size}; use tokenizer=\'tubelet\' for t > 1.')
+        self.tokenizer = tokenizer
+        pooling = self.default_pooling if pooling is None else pooling
+        if pooling not in self.allowed_poolings:
+            raise ValueError(
+                f'{type(self).__name__} accepts pooling in '
+                f'{self.allowed_poolings}, got {pooling!r}.' +
+                (' Its factorised attention has no CLS token (paper '
+                 'section 3.3); use pooling=\'gap\'.'
+                 if pooling == 'token' else ''))
+        self.pooling = pooling
+        self.drop_rate = _rate(drop_rate, 'drop_rate')
+        self.attn_drop_rate = _rate(attn_drop_rate, 'attn_drop_rate')
+        self.drop_path_rate = _rate(drop_path_rate, 'drop_path_rate')
+        self.qkv_bias = bool(qkv_bias)
+        self.act_cfg = copy.deepcopy(act_cfg)
+        self.norm_cfg = copy.deepcopy(norm_cfg)
+        self.with_cp = bool(with_cp)
+        self.fused_attn = bool(fused_attn)
+
+        # [n_t, n_h, n_w]: the token grid.
+        self.grid = (self.num_frames // self.tubelet_size,
+                     self.img_size[0] // self.patch_size[0],
+                     self.img_size[1] // self.patch_size[1])
+        self.num_temporal_tokens = self.grid[0]
+        self.num_spatial_tokens = self.grid[1] * self.grid[2]
+
+        self.patch_embed = self._build_tokenizer()
+        self._build_encoder()
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise ValueError(
+                    f'Unknown arch {arch!r}; choose one of '
+                    f'{sorted(set(cls.arch_zoo))} or pass a dict with '
+                    f'{cls.ESSENTIAL_KEYS}.')
+            return dict(cls.arch_zoo[key])
+        if isinstance(arch, dict):
+            missing = [k for k in cls.ESSENTIAL_KEYS if k not in arch]
+            if missing:
+                raise ValueError(f'Custom arch dict is missing {missing}; it '
+                                 f'needs {cls.ESSENTIAL_KEYS}.')
+            for k in cls.ESSENTIAL_KEYS:
+                _positive_int(arch[k], f'arch[{k!r}]')
+            return {k: arch[k] for k in cls.ESSENTIAL_KEYS}
+        raise ValueError(f'arch must be a str or a dict, got {arch!r}.')
+
+    def _build_tokenizer(self) -> nn.Module:
+        if self.tokenizer == 'uniform':
+            return UniformFrameEmbedding(self.in_channels, self.embed_dims,
+                                         self.patch_size)
+        return TubeletEmbedding(self.in_channels, self.embed_dims,
+                                self.patch_size, self.tubelet_size)
+
+    def _block_kwargs(self, drop_path_rate: float) -> dict:
+        return dict(
+            embed_dims=self.embed_dims,
+            num_heads=self.num_heads,
+            feedforward_channels=self.feedforward_channels,
+            drop_rate=self.drop_rate,
+            attn_drop_rate=self.attn_drop_rate,
+            drop_path_rate=drop_path_rate,
+            qkv_bias=self.qkv_bias,
+            act_cfg=self.act_cfg,
+            norm_cfg=self.norm_cfg,
+            fused_attn=self.fused_attn)
+
+    def _build_block(self, drop_path_rate: float) -> nn.Module:
+        """One encoder block; joint spatio-temporal attention by default."""
+        return TransformerBlock(**self._block_kwargs(drop_path_rate))
+
+    def _build_stack(self, num_layers: int, block_fn) -> nn.ModuleList:
+        return nn.ModuleList(
+            block_fn(r)
+            for r in drop_path_rates(self.drop_path_rate, num_layers))
+
+    @property
+    def num_extra_tokens(self) -> int:
+        """1 when a CLS token is prepended, else 0."""
+        return int(self.pooling == 'token')
+
+    def _build_encoder(self) -> None:
+        """One encoder over all ``n_t * n_h * n_w`` tokens (Models 1, 3, 4).
+
+        The position embedding has one entry per token (plus the CLS entry
+        first when ``pooling='token'``), time-major like the tokens.
+        """
+        num_tokens = self.num_temporal_tokens * self.num_spatial_tokens
+        self.cls_token = (nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+                          if self.pooling == 'token' else None)
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, num_tokens + self.num_extra_tokens,
+                        self.embed_dims))
+        self.drop_after_pos = nn.Dropout(self.drop_rate)
+        self.layers = self._build_stack(self.num_layers, self._build_block)
+        self.norm = _norm(self.norm_cfg, self.embed_dims)
+
+    # ------------------------------------------------------------- forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        expected = (self.in_channels, self.num_frames, *self.img_size)
+        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f'{type(self).__name__} expects input [B, C, T, H, W] = '
+                f'[B, {", ".join(map(str, expected))}], got '
+                f'{list(x.shape)}. Set the backbone\'s num_frames/img_size '
+                'to match the pipeline (SampleFrames clip_len, crop size) '
+                "and use FormatShape(input_format='NCTHW').")
+
+    def _run_layers(self, layers: nn.ModuleList,
+                    x: torch.Tensor) -> torch.Tensor:
+        use_cp = self.with_cp and self.training and torch.is_grad_enabled()
+        for layer in layers:
+            x = checkpoint(layer, x, use_reentrant=False) if use_cp \
+                else layer(x)
+        return x
+
+    def _encode(self, tokens: torch.Tensor, cls_token: Optional[nn.Parameter],
+                pos_embed: nn.Parameter, layers: nn.ModuleList,
+                norm: nn.Module) -> torch.Tensor:
+        """``[B, N, D]`` tokens -> ``[B, D]``: prepend CLS, add position
+        embedding, run the blocks, final norm, pool."""
+        if cls_token is not None:
+            tokens = torch.cat(
+                [cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        x = self.drop_after_pos(tokens + pos_embed)
+        x = norm(self._run_layers(layers, x))
+        return x[:, 0] if cls_token is not None else x.mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, T, H, W]`` -> ``[B, D]``."""
+        self._check_input(x)
+        tokens = self.patch_embed(x).flatten(1, 2)  # [B, n_t * n_s, D]
+        return self._encode(tokens, self.cls_token, self.pos_embed,
+                            self.layers, self.norm)
+
+    # ---------------------------------------------------------------- init
+    def init_weights(self) -> None:
+        """Scenic's ViT initialisation unless ``init_cfg`` says otherwise:
+        position embeddings N(0, 0.02) (truncated), CLS tokens zero, linear
+        kernels Xavier-uniform with zero biases (MLP biases N(0, 1e-6)),
+        patch embedding LeCun-normal, LayerNorm 1/0."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    if name.endswith(('fc1', 'fc2')):
+                        nn.init.normal_(m.bias, std=1e-6)
+                    else:
+                        nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.Conv2d, nn.Conv3d)):
+                fan_in = m.weight[0].numel()
+                trunc_normal_(m.weight, std=(1.0 / fan_in)**0.5)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for name, p in self.named_parameters():
+            if name.endswith('pos_embed'):
+                trunc_normal_(p, std=0.02)
+            elif name.endswith('cls_token'):
+                nn.init.zeros_(p)
+        self._is_init = True

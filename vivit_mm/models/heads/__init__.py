@@ -1,0 +1,3 @@
+from .vivit_head import ViViTHead
+
+__all__ = ['ViViTHead']

@@ -1,0 +1,5 @@
+from .complexity import (backbone_input_shape, count_macs, count_params,
+                         recognizer_complexity)
+
+__all__ = ['count_macs', 'count_params', 'backbone_input_shape',
+           'recognizer_complexity']
