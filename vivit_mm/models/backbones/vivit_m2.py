@@ -66,15 +66,20 @@ class ViViTM2(BaseViViT):
                                                      self._build_block)
             self.temporal_norm = _norm(self.norm_cfg, D)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, T, H, W]`` -> ``[B, D]``."""
+    def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """The spatial encoder alone: ``[B, C, T, H, W]`` -> one vector per
+        temporal index, ``[B, n_t, D]``."""
         self._check_input(x)
         tokens = self.patch_embed(x)  # [B, n_t, n_s, D]
         B, n_t = tokens.shape[:2]
         frames = self._encode(tokens.flatten(0, 1), self.cls_token,
                               self.pos_embed, self.layers,
                               self.norm)  # [B * n_t, D]
-        frames = frames.reshape(B, n_t, -1)  # [B, n_t, D]
+        return frames.reshape(B, n_t, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, T, H, W]`` -> ``[B, D]``."""
+        frames = self.forward_spatial(x)  # [B, n_t, D]
         if self.num_temporal_layers == 0:
             return frames.mean(dim=1)
         return self._encode(frames, self.temporal_cls_token,
