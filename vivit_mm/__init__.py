@@ -11,4 +11,10 @@ import warnings
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
 from .models import *  # noqa: E402,F401,F403
+from . import datasets  # noqa: E402,F401
 from .version import __version__  # noqa: E402,F401
+from .utils.checkpoint import register_safe_globals  # noqa: E402
+
+# Runner checkpoints load with weights_only=True (see utils/checkpoint.py).
+register_safe_globals()
+from .inflation import InflationReport, inflate_image_weights  # noqa: E402,F401,E501
