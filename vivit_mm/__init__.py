@@ -18,3 +18,4 @@ from .utils.checkpoint import register_safe_globals  # noqa: E402
 # Runner checkpoints load with weights_only=True (see utils/checkpoint.py).
 register_safe_globals()
 from .inflation import InflationReport, inflate_image_weights  # noqa: E402,F401,E501
+from . import engine  # noqa: E402,F401  (registers ViViTInitHook)

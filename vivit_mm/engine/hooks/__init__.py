@@ -1,0 +1,3 @@
+from .vivit_init_hook import ViViTInitHook
+
+__all__ = ['ViViTInitHook']
