@@ -1,0 +1,117 @@
+"""Test (multi-view) a ViViT recognizer checkpoint with MMAction2's Runner.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--dump FILE.pkl]
+        [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+
+The checkpoint is read with ``torch.load(weights_only=True)`` and the
+allow-list of vivit_mm.utils.checkpoint. The metrics are logged and written
+to ``<work_dir>/test_metrics.json``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import get_rank
+from mmengine.runner import Runner
+
+import vivit_mm  # noqa: F401  registers models, transforms, safe loading
+from vivit_mm.utils.dist import LAUNCHERS, setup_distributed
+
+# Hooks that initialise a model for training; a test loads a checkpoint.
+TRAIN_ONLY_HOOKS = ('ViViTInitHook', )
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a ViViT recognizer')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the directory to save logs and metrics')
+    parser.add_argument(
+        '--dump',
+        type=str,
+        help='dump the predictions to a pickle file for offline evaluation')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. '
+        'model.test_cfg.max_testing_views=2')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where the visualisations will be saved')
+    parser.add_argument(
+        '--show', action='store_true', help='show the predictions')
+    parser.add_argument(
+        '--interval', type=int, default=1, help='visualise every N samples')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='display time (s)')
+    parser.add_argument(
+        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg: Config, args) -> Config:
+    """Merge command-line arguments into the config."""
+    if args.show or args.show_dir is not None:
+        if 'visualization' not in cfg.default_hooks:
+            raise ValueError('--show/--show-dir need default_hooks.'
+                             "visualization=dict(type='VisualizationHook').")
+        vis = cfg.default_hooks.visualization
+        vis.enable = True
+        vis.show = args.show
+        vis.wait_time = args.wait_time
+        vis.out_dir = args.show_dir
+        vis.interval = args.interval
+
+    if args.dump is not None:
+        if not args.dump.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--dump must name a .pkl file, got '
+                             f'{args.dump!r}.')
+        dump_metric = dict(type='DumpResults', out_file_path=args.dump)
+        if isinstance(cfg.test_evaluator, (list, tuple)):
+            cfg.test_evaluator = list(cfg.test_evaluator) + [dump_metric]
+        else:
+            cfg.test_evaluator = [cfg.test_evaluator, dump_metric]
+
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    cfg.custom_hooks = [
+        h for h in cfg.get('custom_hooks', None) or []
+        if h.get('type') not in TRAIN_ONLY_HOOKS
+    ]
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    setup_distributed(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if get_rank() == 0:
+        out = osp.join(cfg.work_dir, 'test_metrics.json')
+        with open(out, 'w') as f:
+            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
+        print(f'Test metrics written to {out}: {metrics}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,127 @@
+"""Train a ViViT recognizer with MMAction2's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+
+Multi-process runs go through tools/dist_train.sh (torchrun) or
+tools/slurm_train.sh (srun); on a machine without CUDA they use gloo.
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import vivit_mm  # noqa: F401  registers models, transforms, safe loading
+from vivit_mm.utils.dist import LAUNCHERS, setup_distributed
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a ViViT recognizer')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint; without a path, from the latest '
+        'checkpoint in the work directory')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision with dynamic loss scaling (GPU)')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='do not evaluate checkpoints during training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate linearly with the total batch size '
+        '(the configs give it for auto_scale_lr.base_batch_size)')
+    parser.add_argument('--seed', type=int, default=None, help='random seed')
+    parser.add_argument(
+        '--diff-rank-seed',
+        action='store_true',
+        help='use a different seed on each rank')
+    parser.add_argument(
+        '--deterministic',
+        action='store_true',
+        help='deterministic options for the CUDNN backend')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. '
+        'model.backbone.drop_path_rate=0.1 train_dataloader.batch_size=4')
+    parser.add_argument(
+        '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def merge_args(cfg: Config, args) -> Config:
+    """Merge command-line arguments into the config."""
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+
+    # work_dir priority: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise ValueError('--amp needs a CUDA device (mmengine\'s '
+                             'AmpOptimWrapper does not run on the CPU).')
+        wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise ValueError(f'--amp supports optim_wrapper.type '
+                             f"'OptimWrapper', got {wrapper!r}.")
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+
+    if cfg.get('randomness', None) is None:
+        cfg.randomness = dict(
+            seed=args.seed,
+            diff_rank_seed=args.diff_rank_seed,
+            deterministic=args.deterministic)
+    elif args.seed is not None:
+        cfg.randomness.seed = args.seed
+
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg = merge_args(cfg, args)
+    setup_distributed(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()

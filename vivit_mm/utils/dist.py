@@ -1,0 +1,104 @@
+"""Distributed training and testing on machines without CUDA (gloo).
+
+mmengine 0.10.7 assumes GPUs for distributed runs: its pytorch and slurm
+launchers call ``torch.cuda.set_device(local_rank)`` before creating the
+process group, and ``Runner.wrap_model`` passes
+``device_ids=[LOCAL_RANK]`` to ``DistributedDataParallel``, which torch
+rejects for a module on the CPU. :func:`setup_distributed` (called by
+``tools/train.py`` and ``tools/test.py``) leaves CUDA machines untouched and,
+without CUDA, creates the gloo process group itself (so the Runner skips
+``init_dist``) and selects :class:`DeviceAwareDDP` as the model wrapper.
+"""
+import datetime
+import os
+import subprocess
+from typing import Optional
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+LAUNCHERS = ('none', 'pytorch', 'slurm')
+
+
+@MODEL_WRAPPERS.register_module()
+class DeviceAwareDDP(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that drops ``device_ids`` and
+    ``output_device`` when the wrapped module lives on the CPU (gloo);
+    for a CUDA module it behaves exactly like its parent."""
+
+    def __init__(self, module: torch.nn.Module, **kwargs) -> None:
+        param = next(module.parameters(), None)
+        if param is None or param.device.type == 'cpu':
+            kwargs.pop('device_ids', None)
+            kwargs.pop('output_device', None)
+        super().__init__(module=module, **kwargs)
+
+
+def _slurm_env(port: Optional[str]) -> None:
+    """Set the torch.distributed env variables from slurm's, as mmengine's
+    slurm launcher does, with the local rank from ``SLURM_LOCALID``."""
+    proc_id = int(os.environ['SLURM_PROCID'])
+    ntasks = int(os.environ['SLURM_NTASKS'])
+    node_list = os.environ['SLURM_NODELIST']
+    addr = subprocess.getoutput(
+        f'scontrol show hostname {node_list} | head -n1')
+    os.environ.setdefault('MASTER_PORT', port or '29500')
+    os.environ.setdefault('MASTER_ADDR', addr)
+    os.environ['WORLD_SIZE'] = str(ntasks)
+    os.environ['RANK'] = str(proc_id)
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    os.environ['LOCAL_WORLD_SIZE'] = os.environ.get(
+        'SLURM_NTASKS_PER_NODE', str(ntasks)).split('(')[0]
+
+
+def setup_distributed(cfg: Config, launcher: str) -> str:
+    """Prepare ``cfg`` and the process group for ``launcher``.
+
+    With CUDA (or ``launcher='none'``) nothing changes: mmengine initialises
+    NCCL (or whatever ``env_cfg.dist_cfg`` names) as usual. Without CUDA,
+    the backend becomes gloo: this function initialises the process group
+    from the launcher's environment (torchrun's ``RANK``/``WORLD_SIZE``/
+    ``MASTER_*``, or slurm's variables), sets ``env_cfg.dist_cfg.backend``
+    to ``'gloo'`` and, unless the config names another wrapper, wraps the
+    model with :class:`DeviceAwareDDP`.
+
+    Args:
+        cfg (Config): The config; modified in place.
+        launcher (str): 'none', 'pytorch' or 'slurm'.
+
+    Returns:
+        str: The backend that will be used ('none' for non-distributed).
+
+    Raises:
+        ValueError: ``launcher`` is not one of :data:`LAUNCHERS`.
+    """
+    if launcher not in LAUNCHERS:
+        raise ValueError(
+            f'launcher must be one of {LAUNCHERS}, got {launcher!r}.')
+    cfg.launcher = launcher
+    if launcher == 'none':
+        return 'none'
+    if cfg.get('env_cfg') is None:
+        cfg.env_cfg = dict()
+    if cfg.env_cfg.get('dist_cfg') is None:
+        cfg.env_cfg.dist_cfg = dict()
+    dist_cfg = cfg.env_cfg.dist_cfg
+    if torch.cuda.is_available():
+        return dist_cfg.get('backend', 'nccl')
+
+    dist_cfg['backend'] = 'gloo'
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='DeviceAwareDDP',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if not torch_dist.is_initialized():
+        if launcher == 'slurm':
+            _slurm_env(dist_cfg.get('port'))
+        timeout = dist_cfg.get('timeout', 1800)
+        torch_dist.init_process_group(
+            backend='gloo', timeout=datetime.timedelta(seconds=timeout))
+    return 'gloo'
