@@ -9,6 +9,7 @@ own resize and against mmpretrain's ViT run at the new resolution.
 """
 import re
 
+import numpy as np
 import pytest
 import torch
 from mmpretrain.models import VisionTransformer
@@ -332,6 +333,65 @@ def test_timm_layout_gives_the_same_model(wrap, tmp_path):
     assert sorted(report.unused) == ['head.bias', 'head.weight']
     for k, v in ref.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
+
+
+def flax_layout(vit, prefix='opt/target/'):
+    """The original ViT's .npz names and axes (LayerNorm_0,
+    MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3)."""
+    sd = {k: v.detach().numpy() for k, v in vit.state_dict().items()}
+    H, D = ARCH['num_heads'], ARCH['embed_dims']
+    out = {'cls': sd['cls_token'],
+           'embedding/kernel': sd['patch_embed.projection.weight']
+           .transpose(2, 3, 1, 0),  # (D, C, p, p) -> (p, p, C, D)
+           'embedding/bias': sd['patch_embed.projection.bias'],
+           'Transformer/posembed_input/pos_embedding': sd['pos_embed'],
+           'Transformer/encoder_norm/scale': sd['ln1.weight'],
+           'Transformer/encoder_norm/bias': sd['ln1.bias'],
+           'head/kernel': np.zeros((D, 5), np.float32),
+           'pre_logits/kernel': np.zeros((D, D), np.float32)}
+    for i in range(ARCH['num_layers']):
+        b, m = f'Transformer/encoderblock_{i}/', f'layers.{i}.'
+        for flax_ln, ln in (('LayerNorm_0', 'ln1'), ('LayerNorm_2', 'ln2')):
+            out[f'{b}{flax_ln}/scale'] = sd[f'{m}{ln}.weight']
+            out[f'{b}{flax_ln}/bias'] = sd[f'{m}{ln}.bias']
+        a = b + 'MultiHeadDotProductAttention_1/'
+        qkv_w = sd[m + 'attn.qkv.weight'].reshape(3, D, D)
+        qkv_b = sd[m + 'attn.qkv.bias'].reshape(3, H, D // H)
+        for j, n in enumerate(('query', 'key', 'value')):
+            out[f'{a}{n}/kernel'] = qkv_w[j].T.reshape(D, H, D // H)
+            out[f'{a}{n}/bias'] = qkv_b[j]
+        out[a + 'out/kernel'] = sd[m + 'attn.proj.weight'].T.reshape(
+            H, D // H, D)
+        out[a + 'out/bias'] = sd[m + 'attn.proj.bias']
+        for dense, fc in (('Dense_0', 'ffn.layers.0.0'),
+                          ('Dense_1', 'ffn.layers.1')):
+            out[f'{b}MlpBlock_3/{dense}/kernel'] = sd[f'{m}{fc}.weight'].T
+            out[f'{b}MlpBlock_3/{dense}/bias'] = sd[f'{m}{fc}.bias']
+    return {prefix + k: np.ascontiguousarray(v) for k, v in out.items()}
+
+
+def test_flax_npz_layout_gives_the_same_model(tmp_path):
+    vit = image_vit(cls=True)
+    ref = vivit(ViViTM3)
+    inflate_image_weights(ref, image_sd(vit), logger=None)
+    path = tmp_path / 'ViT-B_16.npz'
+    np.savez(path, **flax_layout(vit))
+    model = vivit(ViViTM3)
+    before = model.state_dict()['layers.0.temporal_attn.qkv.weight'].clone()
+    report = inflate_image_weights(model, str(path), logger=None)
+    assert report.layout == 'flax'
+    assert sorted(report.unused) == ['opt/target/cls',
+                                     'opt/target/head/kernel',
+                                     'opt/target/pre_logits/kernel']
+    for k, v in ref.state_dict().items():
+        if 'temporal_attn.qkv' not in k:  # left as initialised in both
+            torch.testing.assert_close(model.state_dict()[k], v, rtol=0,
+                                       atol=0, msg=k)
+    assert torch.equal(model.layers[0].temporal_attn.qkv.weight, before)
+    bad = flax_layout(vit, prefix='')
+    bad['Transformer/encoderblock_0/LayerScale_4/scale'] = np.ones(32)
+    with pytest.raises(ValueError, match='LayerScale'):
+        inflate_image_weights(model, bad, logger=None)
 
 
 def test_report_lists_every_key():

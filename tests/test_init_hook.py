@@ -6,11 +6,13 @@ import itertools
 import multiprocessing as mp
 import os
 from types import SimpleNamespace
+from unittest.mock import patch
 
 import pytest
 import torch
 from mmaction.registry import HOOKS
 from mmaction.structures import ActionDataSample
+from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
@@ -71,6 +73,16 @@ class Snapshot(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         if self.state is None:
             self.state = copy.deepcopy(runner.model.state_dict())
+
+
+class CountClips(BaseMetric):
+    """Counts predicted clips (the test only needs Runner.test() to run)."""
+
+    def process(self, data_batch, data_samples):
+        self.results += [1 for _ in data_samples]
+
+    def compute_metrics(self, results):
+        return {'clips': len(results)}
 
 
 def make_runner(work_dir, image_path, max_iters=2, **kw):
@@ -189,11 +201,46 @@ def test_auto_resume_without_a_checkpoint_inflates(tmp_path, image_ckpt):
                        image_ckpt[1]['layers.0.ln1.weight'])
 
 
+def test_runner_test_needs_no_image_checkpoint(tmp_path):
+    restored_path, restored = _distinct_checkpoint(tmp_path)
+    runner, hook, _ = make_runner(
+        tmp_path / 'run', str(tmp_path / 'absent.pth'),
+        load_from=restored_path,
+        test_dataloader=dict(dataset=TinyClips(), batch_size=2,
+                             num_workers=0,
+                             sampler=dict(type='DefaultSampler',
+                                          shuffle=False)),
+        test_evaluator=[CountClips()], test_cfg=dict(type='TestLoop'))
+    assert runner.test() == {'clips': 4}
+    assert hook.report is None
+    assert torch.equal(runner.model.state_dict()['backbone.pos_embed'],
+                       restored['backbone.pos_embed'])
+
+
 # -------------------------------------------------------------- arguments
-def test_arguments_checked_when_built(tmp_path, image_ckpt):
+def test_missing_checkpoint_warns_when_built_and_fails_training(
+        tmp_path, image_ckpt):
+    log_file = tmp_path / 'hook.log'
+    logger = MMLogger.get_instance('vivit_hook_missing',
+                                   log_file=str(log_file))
+    with patch.object(MMLogger, 'get_current_instance', return_value=logger):
+        hook = HOOKS.build(dict(type='ViViTInitHook',
+                                checkpoint=str(tmp_path / 'nope.pth')))
+    assert 'nope.pth' in log_file.read_text()
+    model = torch.nn.Module()
+    model.backbone = ViViTM1(**{k: v for k, v in BACKBONE.items()
+                                if k != 'type'})
+    runner = SimpleNamespace(model=model, _has_loaded=False, logger=logger)
     with pytest.raises(FileNotFoundError, match='nothing is fetched'):
-        HOOKS.build(dict(type='ViViTInitHook',
-                         checkpoint=str(tmp_path / 'nope.pth')))
+        hook.before_train(runner)
+    # Not needed when the Runner restored weights (test, resume, load_from).
+    restored = SimpleNamespace(model=model, _has_loaded=True, logger=logger)
+    HOOKS.build(dict(type='ViViTInitHook',
+                     checkpoint=str(tmp_path / 'nope.pth'))).before_train(
+                         restored)
+
+
+def test_arguments_checked_when_built(tmp_path, image_ckpt):
     with pytest.raises(ValueError, match='tubelet_init must be one of'):
         ViViTInitHook(image_ckpt[0], tubelet_init='inflate')
     with pytest.raises(TypeError, match='file path'):

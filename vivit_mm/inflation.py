@@ -1,7 +1,8 @@
 """Start a ViViT backbone from an image ViT (paper section 3.4).
 
-:func:`inflate_image_weights` reads an mmpretrain or timm ViT checkpoint and
-writes it into any of the four ViViT variants, in place:
+:func:`inflate_image_weights` reads an mmpretrain, timm or flax (original
+ViT ``.npz``) checkpoint and writes it into any of the four ViViT variants,
+in place:
 
 - blocks, final norm: copied (Model 3: into the spatial attention; Model 2:
   into the spatial encoder; Model 4: unchanged);
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from torch import nn
@@ -40,7 +42,7 @@ from .utils.checkpoint import safe_load
 TUBELET_INITS = ('central_frame', 'average', 'random')
 TEMPORAL_ATTN_INITS = ('zeros', 'copy', 'random')
 TEMPORAL_ENCODER_INITS = ('random', 'image')
-LAYOUTS = ('mmpretrain', 'timm')
+LAYOUTS = ('mmpretrain', 'timm', 'flax')
 
 #: Parameters of one image block, in our names.
 BLOCK_KEYS = tuple(f'{m}.{p}' for m in ('norm1', 'attn.qkv', 'attn.proj',
@@ -103,7 +105,7 @@ class InflationReport:
     """Where every parameter of an inflated backbone came from.
 
     Attributes:
-        layout (str): ``'mmpretrain'`` or ``'timm'``.
+        layout (str): ``'mmpretrain'``, ``'timm'`` or ``'flax'``.
         loaded (list[str]): Backbone keys copied unchanged.
         inflated (list[str]): Backbone keys derived from image weights
             (tiled position embedding, inflated tubelet filter, copies into
@@ -215,9 +217,21 @@ def check_options(tubelet_init: str, temporal_attn_init: str,
 
 
 # ------------------------------------------------------ reading the image
+def _read(path: Union[str, os.PathLike]) -> dict:
+    """A ``.npz`` file with ``np.load(allow_pickle=False)``, anything else
+    with ``torch.load(weights_only=True)``; neither runs pickled code."""
+    if os.fspath(path).endswith('.npz'):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f'Checkpoint {os.fspath(path)!r} does not exist.')
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    return safe_load(path)
+
+
 def _unwrap(checkpoint) -> Dict[str, torch.Tensor]:
     if isinstance(checkpoint, (str, os.PathLike)):
-        checkpoint = safe_load(checkpoint)
+        checkpoint = _read(checkpoint)
     if not isinstance(checkpoint, dict):
         raise TypeError('checkpoint must be a path or a state dict, got '
                         f'{type(checkpoint).__name__}.')
@@ -227,15 +241,19 @@ def _unwrap(checkpoint) -> Dict[str, torch.Tensor]:
             break
     if checkpoint and all(k.startswith('module.') for k in checkpoint):
         checkpoint = {k[len('module.'):]: v for k, v in checkpoint.items()}
-    return dict(checkpoint)
+    return {k: torch.from_numpy(np.ascontiguousarray(v))
+            if isinstance(v, np.ndarray) else v
+            for k, v in checkpoint.items()}
 
 
 def detect_layout(keys: Sequence[str]) -> str:
-    """``'mmpretrain'`` or ``'timm'`` from the state-dict keys.
+    """``'mmpretrain'``, ``'timm'`` or ``'flax'`` from the state-dict keys.
 
     Raises:
         ValueError: The keys are neither (the message shows some of them).
     """
+    if any('Transformer/encoderblock_' in k for k in keys):
+        return 'flax'
     mmpre = any(re.match(r'(backbone\.)?layers\.\d+\.(ln1|ffn)\.', k)
                 for k in keys)
     timm = any(re.match(r'blocks\.\d+\.(norm1|attn|mlp)\.', k) for k in keys)
@@ -253,8 +271,9 @@ def detect_layout(keys: Sequence[str]) -> str:
     raise ValueError(
         'Cannot tell the checkpoint layout: expected an mmpretrain '
         'VisionTransformer (layers.N.ln1, layers.N.ffn.layers.0.0, '
-        'optionally under backbone.) or a timm VisionTransformer '
-        f'(blocks.N.norm1/attn/mlp){" (found both)" if mmpre else ""}; '
+        'optionally under backbone.), a timm VisionTransformer '
+        '(blocks.N.norm1/attn/mlp) or a flax ViT (.npz, '
+        f'Transformer/encoderblock_N/...){" (found both)" if mmpre else ""}; '
         f'first keys: {sample}.')
 
 
@@ -273,6 +292,8 @@ def to_canonical(state_dict: Dict[str, torch.Tensor]
             pre-norm, q/k norms ...).
     """
     layout = detect_layout(list(state_dict))
+    if layout == 'flax':
+        return (layout, ) + _flax_to_canonical(state_dict)
     prefix = ''
     if layout == 'mmpretrain' and any(k.startswith('backbone.')
                                       for k in state_dict):
@@ -309,6 +330,104 @@ def to_canonical(state_dict: Dict[str, torch.Tensor]
 
 
 # ------------------------------------------------------------ the mapping
+_FLAX_TOP = {
+    'cls': 'cls_token',
+    'embedding/bias': 'patch_embed.bias',
+    'Transformer/posembed_input/pos_embedding': 'pos_embed',
+    'pos_embedding': 'pos_embed',
+    'Transformer/encoder_norm/scale': 'norm.weight',
+    'Transformer/encoder_norm/bias': 'norm.bias',
+}
+
+
+def _flax_block(i: int, subs: dict, canon: dict) -> List[str]:
+    """One ``Transformer/encoderblock_{i}``: ``{(module, index): {param:
+    (source key, tensor)}}`` -> canonical entries; returns what is left."""
+    by_kind: Dict[str, list] = {}
+    for kind, idx in sorted(subs, key=lambda s: s[1]):
+        by_kind.setdefault(kind, []).append((kind, idx))
+    norms = by_kind.pop('LayerNorm', [])
+    attns = by_kind.pop('MultiHeadDotProductAttention', [])
+    mlps = by_kind.pop('MlpBlock', [])
+    if len(norms) != 2 or len(attns) != 1 or len(mlps) != 1 or by_kind:
+        return [f'encoderblock_{i}: modules {sorted(subs)}']
+    pre = f'layers.{i}.'
+
+    def take(params, name):
+        return params.pop(name, (None, None))
+
+    for ours, sub in zip(('norm1', 'norm2'), norms):
+        params = subs[sub]
+        for flax_name, ours_name in (('scale', 'weight'), ('bias', 'bias')):
+            src, v = take(params, flax_name)
+            if src is not None:
+                canon[f'{pre}{ours}.{ours_name}'] = (src, v)
+    params = subs[attns[0]]
+    for p in ('kernel', 'bias'):
+        parts = [take(params, f'{n}/{p}') for n in ('query', 'key', 'value')]
+        if all(src is not None for src, _ in parts):
+            srcs = [src for src, _ in parts]
+            label = srcs[0].replace('/query/', '/{query,key,value}/')
+            if p == 'kernel':  # 3 x (D, heads, head_dim) -> (3D, D)
+                value = torch.cat([v.reshape(v.shape[0], -1).t()
+                                   for _, v in parts])
+            else:  # 3 x (heads, head_dim) -> (3D, )
+                value = torch.cat([v.reshape(-1) for _, v in parts])
+            canon[f'{pre}attn.qkv.{"weight" if p == "kernel" else p}'] = \
+                (label, value)
+    src, v = take(params, 'out/kernel')  # (heads, head_dim, D)
+    if src is not None:
+        canon[pre + 'attn.proj.weight'] = (src, v.reshape(-1, v.shape[-1]).t())
+    src, v = take(params, 'out/bias')
+    if src is not None:
+        canon[pre + 'attn.proj.bias'] = (src, v)
+    params = subs[mlps[0]]
+    for dense, ours in (('Dense_0', 'fc1'), ('Dense_1', 'fc2')):
+        src, v = take(params, f'{dense}/kernel')  # (in, out)
+        if src is not None:
+            canon[f'{pre}mlp.{ours}.weight'] = (src, v.t())
+        src, v = take(params, f'{dense}/bias')
+        if src is not None:
+            canon[f'{pre}mlp.{ours}.bias'] = (src, v)
+    return [src for p in subs.values() for src, _ in p.values()]
+
+
+def _flax_to_canonical(state_dict):
+    """The original ViT / scenic / big_vision parameter tree (``/``-joined
+    keys, as in the released ``.npz`` files), under any prefix such as
+    ``opt/target/`` or ``params/``."""
+    first = next(k for k in state_dict if 'Transformer/encoderblock_' in k)
+    prefix = first[:first.index('Transformer/encoderblock_')]
+    canon: Dict[str, Tuple[str, torch.Tensor]] = OrderedDict()
+    blocks: Dict[int, dict] = {}
+    unmapped, unsupported = [], []
+    for src, value in state_dict.items():
+        key = src[len(prefix):] if src.startswith(prefix) else None
+        m = key and re.fullmatch(
+            r'Transformer/encoderblock_(\d+)/([A-Za-z]+)_(\d+)/(.+)', key)
+        if key == 'embedding/kernel' and value.dim() == 4:
+            # (p, p, C, D) -> (D, C, p, p)
+            canon['patch_embed.weight'] = (src, value.permute(3, 2, 0, 1))
+        elif key in _FLAX_TOP:
+            canon[_FLAX_TOP[key]] = (src, value)
+        elif m:
+            blocks.setdefault(int(m[1]), {}).setdefault(
+                (m[2], int(m[3])), {})[m[4]] = (src, value)
+        elif key is not None and key.startswith(('Transformer/',
+                                                 'embedding/')):
+            unsupported.append(src)
+        else:
+            unmapped.append(src)
+    for i in sorted(blocks):
+        unsupported += _flax_block(i, blocks[i], canon)
+    if unsupported:
+        raise ValueError(
+            'The flax checkpoint holds parameters ViViT cannot represent '
+            '(only pre-LN ViT blocks LayerNorm/MultiHeadDotProductAttention/'
+            f'LayerNorm/MlpBlock are supported): {unsupported}.')
+    return canon, unmapped
+
+
 class _Plan:
     """Target values and bookkeeping, written to the backbone at the end so
     that a failed check leaves it untouched."""
@@ -581,7 +700,9 @@ def inflate_image_weights(backbone: BaseViViT,
         checkpoint (str | PathLike | dict): Path (read with
             ``torch.load(weights_only=True)``) or a state dict. mmpretrain
             layout (keys with or without ``backbone.``, optionally under
-            ``state_dict``) or timm layout (optionally under ``model``).
+            ``state_dict``), timm layout (optionally under ``model``) or
+            the flax parameter tree of the original ViT/scenic/big_vision
+            ``.npz`` files (read with ``np.load(allow_pickle=False)``).
         tubelet_init (str): Tubelet (Conv3d) filter from the 2D filter:
             ``'central_frame'`` (default; the image filter at temporal index
             ``t // 2``, zeros elsewhere), ``'average'`` (filter inflation:

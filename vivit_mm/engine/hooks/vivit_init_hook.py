@@ -1,11 +1,13 @@
 """Start training from an image ViT: :func:`vivit_mm.inflate_image_weights`
 run once by the Runner."""
+import logging
 import os
 from typing import Optional, Sequence, Union
 
 from mmaction.registry import HOOKS
 from mmengine.dist import broadcast
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ...inflation import check_options, inflate_image_weights
@@ -37,9 +39,14 @@ class ViViTInitHook(Hook):
         ]
 
     Args:
-        checkpoint (str | PathLike): Image ViT checkpoint (mmpretrain or
-            timm layout), read with ``torch.load(weights_only=True)``.
-            Checked to exist when the hook is built.
+        checkpoint (str | PathLike): Image ViT checkpoint (mmpretrain,
+            timm or flax ``.npz`` layout), read with
+            ``torch.load(weights_only=True)`` (``.npz``: ``np.load(
+            allow_pickle=False)``). A missing file is reported when the hook
+            is built (a warning) and is an error when training starts from
+            scratch; ``Runner.test()``/``val()`` and runs that resume or
+            ``load_from`` a checkpoint do not need it, so one config serves
+            training and testing.
         tubelet_init (str): ``'central_frame'``, ``'average'`` or
             ``'random'``. Defaults to ``'central_frame'``.
         temporal_attn_init (str): Model 3: ``'zeros'``, ``'copy'`` or
@@ -69,17 +76,17 @@ class ViViTInitHook(Hook):
         if not isinstance(checkpoint, (str, os.PathLike)):
             raise TypeError('ViViTInitHook: checkpoint must be a file path, '
                             f'got {type(checkpoint).__name__}.')
-        if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(
-                f'ViViTInitHook: checkpoint {os.fspath(checkpoint)!r} does '
-                'not exist (download the image ViT first; nothing is '
-                'fetched at run time).')
         check_options(tubelet_init, temporal_attn_init,
                       temporal_encoder_init, interpolation, image_grid)
         if not isinstance(module, str):
             raise TypeError('ViViTInitHook: module must be an attribute '
                             f"path such as 'backbone', got {module!r}.")
         self.checkpoint = os.fspath(checkpoint)
+        if not os.path.isfile(self.checkpoint):
+            print_log(
+                f'ViViTInitHook: {self._missing()} Training from scratch '
+                'will stop with an error unless load_from/resume restores '
+                'weights.', logger='current', level=logging.WARNING)
         self.options = dict(tubelet_init=tubelet_init,
                             temporal_attn_init=temporal_attn_init,
                             temporal_encoder_init=temporal_encoder_init,
@@ -88,6 +95,11 @@ class ViViTInitHook(Hook):
         self.module = module
         self.report = None  # the InflationReport once the hook has run
         self._done = False
+
+    def _missing(self) -> str:
+        return (f'the image checkpoint {self.checkpoint!r} does not exist '
+                '(download the image ViT first; nothing is fetched at run '
+                'time).')
 
     @staticmethod
     def _restored(runner) -> bool:
@@ -124,6 +136,8 @@ class ViViTInitHook(Hook):
                 'ViViTInitHook: the Runner restored weights (load_from/'
                 f'resume), so {self.checkpoint} is not inflated.')
             return
+        if not os.path.isfile(self.checkpoint):
+            raise FileNotFoundError(f'ViViTInitHook: {self._missing()}')
         backbone = self._backbone(runner)
         runner.logger.info(f'ViViTInitHook: inflating {self.checkpoint} '
                            f'into {type(backbone).__name__}.')
