@@ -388,6 +388,28 @@ def test_flax_npz_layout_gives_the_same_model(tmp_path):
             torch.testing.assert_close(model.state_dict()[k], v, rtol=0,
                                        atol=0, msg=k)
     assert torch.equal(model.layers[0].temporal_attn.qkv.weight, before)
+    # The same tree as a scenic (flax msgpack) checkpoint folder.
+    msgpack = pytest.importorskip('msgpack')
+
+    def leaf(a):  # flax's msgpack array encoding: ext type 1
+        return msgpack.ExtType(1, msgpack.packb(
+            (list(a.shape), a.dtype.name, a.tobytes())))
+
+    tree = {}
+    for k, v in flax_layout(vit, prefix='optimizer/target/').items():
+        *parents, name = k.split('/')
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[name] = leaf(v)
+    (tmp_path / 'scenic').mkdir()
+    (tmp_path / 'scenic' / 'checkpoint_7').write_bytes(msgpack.packb(tree))
+    from_msgpack = vivit(ViViTM3)
+    inflate_image_weights(from_msgpack, str(tmp_path / 'scenic'),
+                          logger=None)
+    assert torch.equal(from_msgpack.pos_embed, model.pos_embed)
+    assert torch.equal(from_msgpack.layers[1].attn.qkv.weight,
+                       model.layers[1].attn.qkv.weight)
     bad = flax_layout(vit, prefix='')
     bad['Transformer/encoderblock_0/LayerScale_4/scale'] = np.ones(32)
     with pytest.raises(ValueError, match='LayerScale'):

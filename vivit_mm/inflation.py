@@ -217,15 +217,27 @@ def check_options(tubelet_init: str, temporal_attn_init: str,
 
 
 # ------------------------------------------------------ reading the image
+def _is_flax_msgpack(path: str) -> bool:
+    name = os.path.basename(path.rstrip(os.sep))
+    return (os.path.isdir(path) or path.endswith('.msgpack')
+            or re.fullmatch(r'checkpoint(_\d+)?', name) is not None)
+
+
 def _read(path: Union[str, os.PathLike]) -> dict:
-    """A ``.npz`` file with ``np.load(allow_pickle=False)``, anything else
-    with ``torch.load(weights_only=True)``; neither runs pickled code."""
-    if os.fspath(path).endswith('.npz'):
+    """Read a checkpoint without running pickled code: ``.npz`` with
+    ``np.load(allow_pickle=False)``; a flax msgpack file (``checkpoint``,
+    ``checkpoint_<step>``, ``*.msgpack`` or a folder of them) with
+    :func:`vivit_mm.convert.load_flax_arrays`; anything else with
+    ``torch.load(weights_only=True)``."""
+    path = os.fspath(path)
+    if path.endswith('.npz'):
         if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f'Checkpoint {os.fspath(path)!r} does not exist.')
+            raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
+    if _is_flax_msgpack(path):
+        from .convert.flax_io import load_flax_arrays
+        return load_flax_arrays(path)
     return safe_load(path)
 
 
@@ -241,7 +253,7 @@ def _unwrap(checkpoint) -> Dict[str, torch.Tensor]:
             break
     if checkpoint and all(k.startswith('module.') for k in checkpoint):
         checkpoint = {k[len('module.'):]: v for k, v in checkpoint.items()}
-    return {k: torch.from_numpy(np.ascontiguousarray(v))
+    return {k: torch.from_numpy(np.array(v, copy=True))
             if isinstance(v, np.ndarray) else v
             for k, v in checkpoint.items()}
 
@@ -701,8 +713,9 @@ def inflate_image_weights(backbone: BaseViViT,
             ``torch.load(weights_only=True)``) or a state dict. mmpretrain
             layout (keys with or without ``backbone.``, optionally under
             ``state_dict``), timm layout (optionally under ``model``) or
-            the flax parameter tree of the original ViT/scenic/big_vision
-            ``.npz`` files (read with ``np.load(allow_pickle=False)``).
+            the flax parameter tree of the original ViT/big_vision ``.npz``
+            files (read with ``np.load(allow_pickle=False)``) or of scenic
+            msgpack checkpoints (``checkpoint_<step>`` files or folders).
         tubelet_init (str): Tubelet (Conv3d) filter from the 2D filter:
             ``'central_frame'`` (default; the image filter at temporal index
             ``t // 2``, zeros elsewhere), ``'average'`` (filter inflation:
