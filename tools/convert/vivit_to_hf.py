@@ -8,7 +8,9 @@ Example::
         work_dirs/my_vivit/my_vivit.py hf_export/my-vivit
 
 Only Model 1 with a CLS token (``pooling='token'``) has a HuggingFace
-counterpart. ``--layout 4.x`` writes the key names of transformers 4.x.
+counterpart. The default ``--layout 4.x`` key names are what transformers 5
+itself writes on ``save_pretrained``, and both transformers 4 and 5 read
+them; ``--layout 5.x`` writes transformers 5's module names.
 """
 import argparse
 import sys
@@ -21,8 +23,9 @@ def parse_args(argv=None):
     p.add_argument('checkpoint', help='MMAction2 checkpoint (.pth)')
     p.add_argument('config', help='its MMAction2 config (.py)')
     p.add_argument('out_dir', help='output HuggingFace model folder')
-    p.add_argument('--layout', choices=('4.x', '5.x'), default='5.x',
-                   help='transformers key layout (default: 5.x)')
+    p.add_argument('--layout', choices=('4.x', '5.x'), default='4.x',
+                   help='transformers key layout (default: 4.x, read by '
+                   'transformers 4 and 5)')
     return p.parse_args(argv)
 
 

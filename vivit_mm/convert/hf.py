@@ -172,9 +172,11 @@ def hf_to_vivit_state_dict(
 
 
 def vivit_to_hf_state_dict(state_dict: Mapping[str, torch.Tensor],
-                           layout: str = '5.x') -> Dict[str, torch.Tensor]:
+                           layout: str = '4.x') -> Dict[str, torch.Tensor]:
     """Map a Model 1 recognizer state dict (``backbone.*``, ``cls_head.*``)
-    to HuggingFace ``VivitForVideoClassification`` keys in ``layout``.
+    to HuggingFace ``VivitForVideoClassification`` keys in ``layout``
+    (``'4.x'``, the on-disk names that transformers 4 and 5 both read, or
+    ``'5.x'``, transformers 5's in-memory module names).
 
     A uniform-frame-sampling (Conv2d) patch embedding becomes a Conv3d with
     temporal extent 1, which computes the same tokens.
@@ -345,7 +347,6 @@ def backbone_to_hf_config(backbone, num_classes: int,
         qkv_bias=backbone.qkv_bias,
         id2label={str(i): n for i, n in enumerate(names)},
         label2id={n: i for i, n in enumerate(names)},
-        torch_dtype='float32',
     )
 
 
@@ -467,10 +468,14 @@ def convert_hf_model_dir(src: str,
 
 
 def export_hf_model_dir(checkpoint: str, config: str, out_dir: str,
-                        layout: str = '5.x') -> dict:
+                        layout: str = '4.x') -> dict:
     """Write a Model 1 recognizer (MMAction2 ``checkpoint`` + ``config``)
     as a HuggingFace folder (``config.json`` + ``model.safetensors``) that
     ``VivitForVideoClassification.from_pretrained`` loads.
+
+    The default ``layout='4.x'`` is what transformers 5 itself writes with
+    ``save_pretrained`` (it renames its 5.x modules back on saving), and
+    both transformers 4 and 5 read it.
 
     Returns:
         dict: The HuggingFace config written.
