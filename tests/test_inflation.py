@@ -325,8 +325,13 @@ def test_timm_layout_gives_the_same_model(wrap, tmp_path):
     inflate_image_weights(ref, image_sd(vit, prefix=''), logger=None)
     sd = timm_layout(vit)
     assert detect_layout(list(sd)) == 'timm'
-    path = tmp_path / 'timm.pth'
-    torch.save({'model': sd} if wrap else sd, path)
+    if wrap:
+        path = tmp_path / 'timm.pth'
+        torch.save({'model': sd}, path)
+    else:  # as timm's weights on the HuggingFace hub
+        safetensors = pytest.importorskip('safetensors.torch')
+        path = tmp_path / 'model.safetensors'
+        safetensors.save_file(sd, str(path))
     model = vivit(ViViTM1)
     report = inflate_image_weights(model, str(path), logger=None)
     assert report.layout == 'timm'

@@ -227,8 +227,8 @@ def _read(path: Union[str, os.PathLike]) -> dict:
     """Read a checkpoint without running pickled code: ``.npz`` with
     ``np.load(allow_pickle=False)``; a flax msgpack file (``checkpoint``,
     ``checkpoint_<step>``, ``*.msgpack`` or a folder of them) with
-    :func:`vivit_mm.convert.load_flax_arrays`; anything else with
-    ``torch.load(weights_only=True)``."""
+    :func:`vivit_mm.convert.load_flax_arrays`; ``.safetensors`` with
+    ``safetensors``; anything else with ``torch.load(weights_only=True)``."""
     path = os.fspath(path)
     if path.endswith('.npz'):
         if not os.path.isfile(path):
@@ -238,6 +238,11 @@ def _read(path: Union[str, os.PathLike]) -> dict:
     if _is_flax_msgpack(path):
         from .convert.flax_io import load_flax_arrays
         return load_flax_arrays(path)
+    if path.endswith('.safetensors'):  # e.g. timm weights from the HF hub
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
+        from safetensors.torch import load_file
+        return load_file(path)
     return safe_load(path)
 
 
@@ -716,6 +721,8 @@ def inflate_image_weights(backbone: BaseViViT,
             the flax parameter tree of the original ViT/big_vision ``.npz``
             files (read with ``np.load(allow_pickle=False)``) or of scenic
             msgpack checkpoints (``checkpoint_<step>`` files or folders).
+            ``.safetensors`` files (timm on the HuggingFace hub) are read
+            with ``safetensors``.
         tubelet_init (str): Tubelet (Conv3d) filter from the 2D filter:
             ``'central_frame'`` (default; the image filter at temporal index
             ``t // 2``, zeros elsewhere), ``'average'`` (filter inflation:
