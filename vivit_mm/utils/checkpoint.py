@@ -162,3 +162,24 @@ def load_from_local_safely(filename: str, map_location=None) -> Any:
     ``resume``, ``load_checkpoint``, ``init_recognizer``): :func:`safe_load`.
     """
     return safe_load(filename, map_location=map_location)
+
+
+def plain_checkpoint(obj: Any) -> Any:
+    """Copy of a checkpoint with numpy arrays and scalars turned into Python
+    lists and numbers (tensors, ``HistoryBuffer`` and everything else kept),
+    so that it loads with :func:`safe_load` once saved under vivit_mm."""
+    if isinstance(obj, torch.Tensor) or isinstance(obj, HistoryBuffer):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        out = obj.copy()  # keeps OrderedDict and its order
+        for k, v in obj.items():
+            out[k] = plain_checkpoint(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [plain_checkpoint(v) for v in obj]
+        return type(obj)(items) if type(obj) in (list, tuple) else obj
+    return obj
