@@ -590,6 +590,7 @@ def _map_patch_embed(plan: _Plan, canon, backbone: BaseViViT,
                      tubelet_init: str) -> None:
     src_w, w = canon['patch_embed.weight']
     target = plan.targets['patch_embed.projection.weight']
+    w = w.detach().to(target.dtype)  # divide by t in the backbone's dtype
     want = tuple(target.shape[:2]) + tuple(target.shape[-2:])
     if tuple(w.shape) != want:
         raise ValueError(
@@ -617,8 +618,8 @@ def _map_patch_embed(plan: _Plan, canon, backbone: BaseViViT,
                     f'{t // 2} of {t}, zeros elsewhere')
         else:
             kernel = w.unsqueeze(2).repeat(1, 1, t, 1, 1) / t
-            note = f'filter inflation: the image filter / {t} at each of {t} ' \
-                   'temporal indices'
+            note = (f'filter inflation: the image filter / {t} at each of '
+                    f'{t} temporal indices')
         plan.put('patch_embed.projection.weight', kernel, 'inflated', src_w,
                  note=note)
     if 'patch_embed.bias' in canon:
@@ -654,7 +655,9 @@ def _map_pos_embed(plan: _Plan, canon, backbone: BaseViViT,
                    interpolation: str, image_grid) -> None:
     src, pe = canon['pos_embed']
     grid, extra = _image_grid(canon, image_grid)
-    cls_entry, table = split_extra_tokens(pe.detach(), extra)
+    # Resize in the backbone's precision (checkpoints may be fp16/bf16).
+    pe = pe.detach().to(plan.targets['pos_embed'].dtype)
+    cls_entry, table = split_extra_tokens(pe, extra)
     dst = tuple(backbone.grid[1:])
     table = resize_pos_embed_grid(table, grid, dst, interpolation)
     notes, categories = [], []
