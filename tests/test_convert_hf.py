@@ -152,6 +152,7 @@ def test_cli_converts_installed_layout_with_parity(hf_dir, tmp_path):
     assert [p['type'] for p in cfg.test_pipeline] == [
         'DecordInit', 'SampleFrames', 'DecordDecode', 'Resize', 'ThreeCrop',
         'FormatShape', 'PackActionInputs']
+    assert cfg.test_pipeline[3]['scale'] == (-1, 32)  # crops span it
     assert cfg.test_pipeline[1]['clip_len'] == 4
     assert cfg.test_dataloader.dataset.pipeline == cfg.test_pipeline
     ckpt = torch.load(tmp_path / 'm.pth', weights_only=True)
@@ -330,6 +331,12 @@ def test_clear_errors(hf_dir, tmp_path):
     (bad / 'model.safetensors').unlink()
     with pytest.raises(FileNotFoundError, match='No weights'):
         convert_hf_model_dir(str(bad), tmp_path / 'x.pth', tmp_path / 'x.py')
+    # MMAction2's ThreeCrop spans the short side: no larger test scale
+    backbone, _, _ = hf_config_to_backbone(cfg)
+    with pytest.raises(ValueError, match='test_scale must equal'):
+        recognizer_config(backbone, 5, test_scale=40)
+    assert recognizer_config(backbone, 5, three_crop=False, test_scale=40)[
+        'test_pipeline'][3]['scale'] == (-1, 40)
     # export of a model HuggingFace cannot express
     gap = recognizer_config(dict(type='ViViTM1', arch=dict(
         embed_dims=32, num_layers=1, num_heads=4, feedforward_channels=64),
@@ -341,3 +348,35 @@ def test_clear_errors(hf_dir, tmp_path):
     with pytest.raises(ValueError, match="pooling='token'"):
         export_hf_model_dir(str(tmp_path / 'gap.pth'),
                             str(tmp_path / 'gap.py'), str(tmp_path / 'o'))
+
+
+def test_converted_config_runs_the_video_pipeline(hf_dir, tmp_path):
+    """The written test pipeline decodes a real video into 2 clips x 3 crops,
+    normalises to [-1, 1] and averages the views' logits; HuggingFace on the
+    same (decoded, cropped) pixels scaled to [-1, 1] agrees."""
+    import cv2
+    import numpy as np
+    from mmaction.apis import inference_recognizer
+    from mmengine.dataset import Compose
+    src, _ = hf_dir
+    path = str(tmp_path / 'clip.mp4')
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), 25,
+                             (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(24):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    convert_hf_model_dir(str(src), tmp_path / 'm.pth', tmp_path / 'm.py',
+                         num_clips=2)
+    model = init_recognizer(str(tmp_path / 'm.py'), str(tmp_path / 'm.pth'),
+                            device='cpu')
+    sample = dict(filename=path, label=-1, start_index=0, modality='RGB')
+    views = Compose(model.cfg.test_pipeline)(dict(sample))['inputs']
+    assert views.shape == (6, 3, 4, 32, 32)  # [clips x crops, C, T, H, W]
+    result = inference_recognizer(model, path)
+    score = (result.pred_score if 'pred_score' in result else
+             result.pred_scores.item)  # mmaction2 >= 1.2 / 1.1
+    pixels = (views.float() - 127.5) / 127.5
+    with torch.no_grad():
+        ref = load_hf(src)(pixel_values=pixels.transpose(1, 2)).logits
+    torch.testing.assert_close(score, ref.mean(0), atol=1e-4, rtol=1e-4)

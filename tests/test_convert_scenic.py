@@ -450,6 +450,7 @@ def test_cli_writes_label_names(tmp_path, capsys):
     cfg = Config.fromfile(str(tmp_path / 'm.py'))
     assert cfg.label_names == [f'class {i}' for i in range(CLASSES)]
     assert cfg.test_pipeline[4]['type'] == 'CenterCrop'
+    assert cfg.test_pipeline[3]['scale'] == (-1, 37)  # 32 * 256 / 224
     assert cfg.test_pipeline[1]['frame_interval'] == 1
     ckpt = torch.load(tmp_path / 'm.pth', weights_only=True)
     assert ckpt['meta']['dataset_meta']['classes'][0] == 'class 0'

@@ -52,7 +52,10 @@ def recognizer_config(backbone: dict,
         three_crop (bool): Three spatial crops per clip (``ThreeCrop``) if
             True, one centre crop otherwise. Defaults to True.
         test_scale (int, optional): Short side the frames are resized to
-            before cropping. Defaults to ``round(crop * 256 / 224)``.
+            before cropping. Defaults to the crop size with ``ThreeCrop``
+            (MMAction2's ``ThreeCrop`` needs crops that span the short side)
+            and ``round(crop * 256 / 224)`` with a centre crop (as scenic
+            and HuggingFace resize to 256 for 224 crops).
         mean, std (Sequence[float]): Per-channel normalisation of 0-255
             pixels. Defaults to 127.5 / 127.5, i.e. the [-1, 1] range.
         label_names (Sequence[str], optional): Class names, stored as the
@@ -69,7 +72,18 @@ def recognizer_config(backbone: dict,
             raise ValueError(f'{name} must be a positive int, got {value!r}.')
     h, w = _hw(backbone['img_size'])
     embed_dims = _embed_dims(backbone['arch'])
-    if test_scale is None:
+    if three_crop:
+        if h != w:
+            raise ValueError(
+                f'Three spatial crops need a square img_size, got {(h, w)}; '
+                'use a single centre crop (three_crop=False).')
+        if test_scale not in (None, h):
+            raise ValueError(
+                f'MMAction2\'s ThreeCrop takes crops that span the short '
+                f'side, so test_scale must equal the crop size {h}, got '
+                f'{test_scale}; use a centre crop for a larger scale.')
+        test_scale = h
+    elif test_scale is None:
         test_scale = int(round(min(h, w) * 256 / 224))
     crop = h if h == w else (w, h)  # MMAction2 crops take (w, h)
     test_pipeline = [
@@ -287,8 +301,8 @@ def add_test_config_args(parser) -> None:
     g.add_argument('--spatial-crops', type=int, choices=(1, 3), default=3,
                    help='3 = ThreeCrop, 1 = CenterCrop (default: 3)')
     g.add_argument('--test-scale', type=int, default=None,
-                   help='short side before cropping (default: '
-                   'crop * 256 / 224)')
+                   help='short side before cropping (default: the crop '
+                   'size with 3 crops, crop * 256 / 224 with 1)')
     g.add_argument('--ann-file', default='data/kinetics400/'
                    'kinetics400_val_list_videos.txt',
                    help='test annotation list for tools/test.py')
