@@ -103,6 +103,19 @@ def video(seed=0, frames=4):
     return x, x.transpose(1, 2)
 
 
+def write_video(path, frames=24):
+    """A small random mp4 (64 x 48: decord needs a width of 64)."""
+    import cv2
+    import numpy as np
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 25,
+                             (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    return str(path)
+
+
 def ours_logits(cfg_path, ckpt_path, x):
     model = init_recognizer(str(cfg_path), str(ckpt_path), device='cpu')
     with torch.no_grad():
@@ -354,18 +367,10 @@ def test_converted_config_runs_the_video_pipeline(hf_dir, tmp_path):
     """The written test pipeline decodes a real video into 2 clips x 3 crops,
     normalises to [-1, 1] and averages the views' logits; HuggingFace on the
     same (decoded, cropped) pixels scaled to [-1, 1] agrees."""
-    import cv2
-    import numpy as np
     from mmaction.apis import inference_recognizer
     from mmengine.dataset import Compose
     src, _ = hf_dir
-    path = str(tmp_path / 'clip.mp4')
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'mp4v'), 25,
-                             (64, 48))
-    rng = np.random.default_rng(0)
-    for _ in range(24):
-        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-    writer.release()
+    path = write_video(tmp_path / 'clip.mp4')
     convert_hf_model_dir(str(src), tmp_path / 'm.pth', tmp_path / 'm.py',
                          num_clips=2)
     model = init_recognizer(str(tmp_path / 'm.py'), str(tmp_path / 'm.pth'),
@@ -380,3 +385,30 @@ def test_converted_config_runs_the_video_pipeline(hf_dir, tmp_path):
     with torch.no_grad():
         ref = load_hf(src)(pixel_values=pixels.transpose(1, 2)).logits
     torch.testing.assert_close(score, ref.mean(0), atol=1e-4, rtol=1e-4)
+
+
+def test_converted_config_drives_the_test_runner(hf_dir, tmp_path):
+    """What ``tools/test.py CONFIG CHECKPOINT`` does: Runner.from_cfg on the
+    written config (only the data paths and workers changed), then test."""
+    from mmaction.apis import inference_recognizer
+    from mmengine.runner import Runner
+    src, _ = hf_dir
+    (tmp_path / 'videos').mkdir()
+    video_path = write_video(tmp_path / 'videos' / 'a.mp4')
+    convert_hf_model_dir(str(src), tmp_path / 'm.pth', tmp_path / 'm.py',
+                         num_clips=1, ann_file=str(tmp_path / 'ann.txt'),
+                         data_prefix=str(tmp_path / 'videos'))
+    result = inference_recognizer(
+        init_recognizer(str(tmp_path / 'm.py'), str(tmp_path / 'm.pth'),
+                        device='cpu'), video_path)
+    score = (result.pred_score if 'pred_score' in result else
+             result.pred_scores.item)
+    # label the video with the predicted class: the runner must agree
+    (tmp_path / 'ann.txt').write_text(f'a.mp4 {int(score.argmax())}\n')
+    cfg = Config.fromfile(str(tmp_path / 'm.py'))
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.load_from = str(tmp_path / 'm.pth')
+    cfg.test_dataloader.num_workers = 0
+    cfg.test_dataloader.persistent_workers = False
+    metrics = Runner.from_cfg(cfg).test()
+    assert metrics['acc/top1'] == 1.0
