@@ -223,8 +223,8 @@ def test_init_recognizer_inference_and_demo(trained, capsys):
                                    rtol=1e-5, atol=1e-5)
 
     from importlib.machinery import SourceFileLoader
-    demo = SourceFileLoader('vivit_demo',
-                            os.path.join(REPO, 'demo', 'demo.py')).load_module()
+    demo_py = os.path.join(REPO, 'demo', 'demo.py')
+    demo = SourceFileLoader('vivit_demo', demo_py).load_module()
     names = [f'class_{c}' for c in range(NUM_CLASSES)]
     label_map = trained / 'labels.txt'
     label_map.write_text('\n'.join(names) + '\n')

@@ -1,7 +1,7 @@
 """Rewrite a trusted legacy mmengine checkpoint so that it loads with
 ``torch.load(weights_only=True)``.
 
-    python tools/misc/convert_legacy_checkpoint.py IN.pth OUT.pth --trust-source
+    python tools/misc/convert_legacy_checkpoint.py IN OUT --trust-source
 
 Checkpoints that mmengine saved without vivit_mm imported pickle their log
 history (``HistoryBuffer``) with method objects rebuilt through
