@@ -246,17 +246,17 @@ def reference_logits(tree, video, model, order='time_space'):
                             tree.get('cls_TemporalTransformer'))
                 if 'TemporalTransformer' in tree else frames.mean(1))
     else:
-        block = encoder_block
-        x = tokens.flatten(1, 2)
-        if model == 3:
-            def block(x, p):
-                return factorized_self_attention_block(x, p, n_t, order)
-        elif model == 4:
-            def block(x, p):  # scenic runs Model 4 blocks on [b, t, s, d]
-                y = encoder_block(x.reshape(B, n_t, -1, x.shape[-1]), p,
-                                  factorized_dot_product_attention)
-                return y.reshape(x.shape)
-        feat = vit_encoder(x, tree['Transformer'], tree.get('cls'), block)
+        def model3_block(x, p):
+            return factorized_self_attention_block(x, p, n_t, order)
+
+        def model4_block(x, p):  # scenic runs Model 4 blocks on [b, t, s, d]
+            y = encoder_block(x.reshape(B, n_t, -1, x.shape[-1]), p,
+                              factorized_dot_product_attention)
+            return y.reshape(x.shape)
+
+        block = {3: model3_block, 4: model4_block}.get(model, encoder_block)
+        feat = vit_encoder(tokens.flatten(1, 2), tree['Transformer'],
+                           tree.get('cls'), block)
     return dense(feat, tree['output_projection'])
 
 

@@ -263,8 +263,8 @@ def expected_shapes(model_cfg: dict) -> Dict[str, Tuple[int, ...]]:
     from mmaction.registry import MODELS
     from mmengine.registry import DefaultScope
 
-    import vivit_mm  # noqa: F401  (registers the ViViT modules)
-
+    # The ViViT modules are registered: importing this package imported
+    # vivit_mm (its parent) first.
     with torch.device('meta'), DefaultScope.overwrite_default_scope(
             'mmaction'):
         model = MODELS.build(copy.deepcopy(model_cfg))

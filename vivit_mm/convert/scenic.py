@@ -147,16 +147,16 @@ def _encoder(tree: _Tree, src: str, dst: Tuple[str, str, str],
             "('learned_1d') position embeddings are supported, not "
             'sinusoidal or none.')
     out[pos_dst] = tree.take(f'{src}/posembed_input/pos_embedding')
-    ids = sorted(int(m.group(1)) for k in tree.flat
-                 for m in [re.match(re.escape(src) + r'/encoderblock_(\d+)/'
-                                    r'[^/]+/', k)] if m)
-    ids = sorted(set(ids))
+    pattern = re.compile(re.escape(src) + r'/encoderblock_(\d+)/')
+    ids = sorted({int(m.group(1)) for k in tree.flat
+                  for m in [pattern.match(k)] if m})
     if ids != list(range(len(ids))) or not ids:
         raise ValueError(f'{src} blocks are not encoderblock_0..n-1: {ids}.')
     heads = ffn = None
     for i in ids:
         for theirs, ours in block.items():
-            s, d = f'{src}/encoderblock_{i}/{theirs}', f'{layers_dst}{i}.{ours}'
+            s = f'{src}/encoderblock_{i}/{theirs}'
+            d = f'{layers_dst}{i}.{ours}'
             if 'Attention' in theirs:
                 heads = _attention(tree, s, d, out)
             elif 'LayerNorm' in theirs:
