@@ -2,6 +2,10 @@
 
 Both map a video ``[B, C, T, H, W]`` to tokens ``[B, n_t, n_h * n_w, D]``
 (time-major, spatial index row-major), the layout every variant consumes.
+The tokens are returned contiguous: the convolution yields channels first,
+and a permuted view would make every later elementwise op (position
+embedding, residual adds) keep that transposed layout, so that LayerNorms,
+linears and reshapes pay a strided copy in every block.
 """
 from typing import Tuple
 
@@ -29,7 +33,7 @@ class TubeletEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.projection(x)  # [B, D, n_t, n_h, n_w]
-        return rearrange(x, 'b d t h w -> b t (h w) d')
+        return rearrange(x, 'b d t h w -> b t (h w) d').contiguous()
 
 
 class UniformFrameEmbedding(nn.Module):
@@ -52,4 +56,4 @@ class UniformFrameEmbedding(nn.Module):
         T = x.shape[2]
         x = rearrange(x, 'b c t h w -> (b t) c h w')
         x = self.projection(x)  # [B*T, D, n_h, n_w]
-        return rearrange(x, '(b t) d h w -> b t (h w) d', t=T)
+        return rearrange(x, '(b t) d h w -> b t (h w) d', t=T).contiguous()
