@@ -214,3 +214,17 @@ def test_benchmark_tool_rejects_bad_options():
         tool.parse_args(['--arch', 'xl'])
     assert tool.parse_arch('l') == dict(embed_dims=1024, num_heads=16,
                                         feedforward_channels=4096)
+
+
+# ----------------------------------------------------------------- configs
+def test_memory_and_speed_configs():
+    from mmengine import Config
+    amp = Config.fromfile(ROOT / 'configs/vivit_m2_k400_amp.py')
+    assert amp.optim_wrapper.type == 'AmpOptimWrapper'
+    assert amp.optim_wrapper.dtype == 'bfloat16'
+    assert amp.optim_wrapper.optimizer.type == 'SGD'  # inherited
+    cp = Config.fromfile(ROOT / 'configs/vivit_m1_k400_cp.py')
+    assert cp.model.backbone.type == 'ViViTM1' and cp.model.backbone.with_cp
+    compiled = Config.fromfile(ROOT / 'configs/vivit_m2_k400_compile.py')
+    assert compiled.compile is True
+    assert compiled.model.backbone.type == 'ViViTM2'
