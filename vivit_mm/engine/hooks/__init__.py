@@ -1,3 +1,8 @@
+from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .exact_resume_hook import ExactResumeHook
+from .nonfinite_loss_hook import NonFiniteLossHook
+from .skipped_videos_hook import SkippedVideosHook
 from .vivit_init_hook import ViViTInitHook
 
-__all__ = ['ViViTInitHook']
+__all__ = ['ViViTInitHook', 'AtomicCheckpointHook', 'ExactResumeHook',
+           'NonFiniteLossHook', 'SkippedVideosHook']
