@@ -571,6 +571,9 @@ def amp_section(rep: Report, args, device) -> None:
     if dev_type == 'cuda' and not torch.cuda.is_bf16_supported():
         rep.add('## bf16 autocast', '', 'Not supported on this GPU.', '')
         return
+    load = load_average()
+    bf16_gemm = max(matmul_rate([args.gemm_n], device=device,
+                                dtype=torch.bfloat16).values())
     rows, data = [], []
     for v in args.variants:
         cfg = variant_cfg(v, args, args.compare_frames, args.img_size)
@@ -591,21 +594,30 @@ def amp_section(rep: Report, args, device) -> None:
             trn = time_cases([c, amp], args, device, train=True)
             rec.update(fp32_train_s=median(trn[c.name]),
                        bf16_train_s=median(trn[amp.name]))
+        rec['bf16_fwd_util'] = 2 * c.macs / rec['bf16_fwd_s'] / bf16_gemm
+        rec['bf16_train_util'] = (6 * c.macs / rec['bf16_train_s'] /
+                                  bf16_gemm if 'bf16_train_s' in rec
+                                  else math.nan)
         data.append(rec)
         rows.append([v, f'{err:.1e}',
                      f'{args.batch / rec["fp32_fwd_s"]:.2f}',
                      f'{args.batch / rec["bf16_fwd_s"]:.2f}',
+                     f'{rec["bf16_fwd_util"]:.0%}',
                      f'{args.batch / rec.get("fp32_train_s", math.nan):.2f}',
-                     f'{args.batch / rec.get("bf16_train_s", math.nan):.2f}'])
+                     f'{args.batch / rec.get("bf16_train_s", math.nan):.2f}',
+                     f'{rec["bf16_train_util"]:.0%}'])
         del c, amp
-    rep.data['amp'] = data
+    rep.data['amp'] = dict(bf16_gemm=bf16_gemm, load=load, results=data)
     rep.add(f'## bf16 autocast (`torch.autocast("{dev_type}", '
             'dtype=torch.bfloat16)`)', '',
             f'{args.compare_frames} frames at {args.img_size}x'
             f'{args.img_size}, batch {args.batch}. rel err = ||bf16 - fp32||'
-            ' / ||fp32|| of the features.', '')
+            ' / ||fp32|| of the features. bf16 util = achieved FLOP/s over '
+            f'this run\'s bf16 {args.gemm_n}^2 GEMM rate '
+            f'({bf16_gemm / 1e9:.0f} GFLOP/s; medians, not paired).', '')
     rep.table(['variant', 'rel err', 'fp32 fwd clips/s', 'bf16 fwd clips/s',
-               'fp32 train clips/s', 'bf16 train clips/s'], rows)
+               'bf16 fwd util', 'fp32 train clips/s', 'bf16 train clips/s',
+               'bf16 train util'], rows)
 
 
 def _autocast_forward(dev_type: str) -> Callable:
@@ -615,34 +627,60 @@ def _autocast_forward(dev_type: str) -> Callable:
     return fwd
 
 
+def _compiled_case(eager: Case, freezing: bool) -> tuple:
+    """``torch.compile`` of ``eager``'s model, compiled by a first call
+    (with inductor's ``freezing``: weights become constants, so linears get
+    prepacked oneDNN kernels with bias and activation fused). Returns the
+    case, its compile seconds and its relative error against eager."""
+    import torch._inductor.config as inductor_config
+    name = f'{eager.name} compiled' + (' +freezing' if freezing else '')
+    case = Case(name, torch.compile(eager.model), eager.x, macs=eager.macs)
+    t0 = time.perf_counter()
+    with torch.no_grad(), inductor_config.patch(freezing=freezing):
+        out = case.forward()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        ref = eager.forward()
+    return case, seconds, ((out - ref).norm() / ref.norm()).item()
+
+
 def compile_section(rep: Report, args, device) -> None:
     rows, data = [], []
     for v in args.variants:
         cfg = variant_cfg(v, args, args.compare_frames, args.img_size)
         eager = vivit_case(v, cfg, args, device)
         eager.model.eval()
-        compiled = Case(f'{v} compiled', torch.compile(eager.model),
-                        eager.x, macs=eager.macs)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            out = compiled.forward()
-            ref = eager.forward()
-        compile_s = time.perf_counter() - t0
-        err = ((out - ref).norm() / ref.norm()).item()
-        times = time_cases([eager, compiled], args, device, train=False)
-        e, c = median(times[eager.name]), median(times[compiled.name])
-        data.append(dict(variant=v, compile_s=compile_s, rel_err=err,
-                         eager_s=e, compiled_s=c))
-        rows.append([v, f'{compile_s:.0f}', f'{err:.1e}',
-                     f'{args.batch / e:.2f}',
-                     f'{utilisation(times, eager.name, 2 * eager.macs, args):.0%}',  # noqa: E501
-                     f'{args.batch / c:.2f}',
-                     f'{utilisation(times, compiled.name, 2 * eager.macs, args):.0%}'])  # noqa: E501
-        del eager, compiled
+        cases, rec = [eager], dict(variant=v)
+        for freezing in (False, True):
+            torch._dynamo.reset()
+            case, sec, err = _compiled_case(eager, freezing)
+            cases.append(case)
+            rec[f'compile_s_freezing={freezing}'] = sec
+            rec[f'rel_err_freezing={freezing}'] = err
+        times = time_cases(cases, args, device, train=False)
+        row = [v]
+        for c in cases:
+            rec[f'{c.name} s'] = median(times[c.name])
+            rec[f'{c.name} util'] = utilisation(times, c.name,
+                                                2 * eager.macs, args)
+            row += [f'{args.batch / rec[c.name + " s"]:.2f}',
+                    f'{rec[c.name + " util"]:.0%}']
+        row.append(' / '.join(
+            f'{rec[f"compile_s_freezing={f}"]:.0f}' for f in (False, True)))
+        row.append(f'{max(rec["rel_err_freezing=False"], rec["rel_err_freezing=True"]):.0e}')  # noqa: E501
+        data.append(rec)
+        rows.append(row)
+        del eager, cases
+    torch._dynamo.reset()
     rep.data['compile'] = data
-    rep.add('## torch.compile (forward, eval)', '')
-    rep.table(['variant', 'compile s', 'rel err', 'eager clips/s',
-               'eager util', 'compiled clips/s', 'compiled util'], rows)
+    rep.add('## torch.compile (forward, eval)', '',
+            f'{args.compare_frames} frames at {args.img_size}x'
+            f'{args.img_size}, batch {args.batch}. "+freezing": '
+            '`torch._inductor.config.freezing = True` (inference only).', '')
+    rep.table(['variant', 'eager clips/s', 'eager util',
+               'compiled clips/s', 'compiled util',
+               '+freezing clips/s', '+freezing util', 'compile s',
+               'max rel err'], rows)
 
 
 def plot(records: List[dict], path: Path, args) -> None:
