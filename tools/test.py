@@ -17,6 +17,7 @@ from mmengine.dist import get_rank
 from mmengine.runner import Runner
 
 import vivit_mm  # noqa: F401  registers models, transforms, safe loading
+from vivit_mm.engine.reliability import check_checkpoint_file
 from vivit_mm.utils.dist import LAUNCHERS, setup_distributed
 
 # Hooks that initialise a model for training; a test loads a checkpoint.
@@ -103,6 +104,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_checkpoint_file('CHECKPOINT', args.checkpoint)  # before building
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

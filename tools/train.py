@@ -1,7 +1,14 @@
 """Train a ViViT recognizer with MMAction2's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--skip-bad-videos] [--nonfinite-loss stop|skip] [--no-exact-resume]
         [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+
+Reliability (docs/reliability.md): checkpoints the config references are
+checked before anything is built; checkpoints are written atomically;
+``--resume`` continues bit for bit from the last complete checkpoint; a
+NaN/inf loss stops the run (or is skipped); unreadable videos are named (or
+skipped with ``--skip-bad-videos``).
 
 Multi-process runs go through tools/dist_train.sh (torchrun) or
 tools/slurm_train.sh (srun); on a machine without CUDA they use gloo.
@@ -15,6 +22,9 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import vivit_mm  # noqa: F401  registers models, transforms, safe loading
+from vivit_mm.engine.reliability import (apply_reliability_defaults,
+                                         check_checkpoints,
+                                         find_resumable_checkpoint)
 from vivit_mm.utils.dist import LAUNCHERS, setup_distributed
 
 
@@ -28,7 +38,24 @@ def parse_args(argv=None):
         type=str,
         const='auto',
         help='resume from this checkpoint; without a path, from the latest '
-        'checkpoint in the work directory')
+        'complete checkpoint in the work directory (none: train from '
+        'scratch)')
+    parser.add_argument(
+        '--skip-bad-videos',
+        action='store_true',
+        help='replace unreadable training videos by other samples (warning '
+        'per file, count per epoch) instead of stopping')
+    parser.add_argument(
+        '--nonfinite-loss',
+        choices=('stop', 'skip'),
+        default=None,
+        help='what a NaN/inf loss does: stop the run (default) or skip the '
+        'iteration (NonFiniteLossHook)')
+    parser.add_argument(
+        '--no-exact-resume',
+        action='store_true',
+        help='do not add ExactResumeHook (per-epoch seeding, RNG state in '
+        'checkpoints, mid-epoch resume)')
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -91,10 +118,7 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
+    if args.resume is not None and args.resume != 'auto':
         cfg.resume = True
         cfg.load_from = args.resume
 
@@ -111,6 +135,19 @@ def merge_args(cfg: Config, args) -> Config:
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.resume == 'auto':
+        latest = find_resumable_checkpoint(cfg.work_dir) \
+            if osp.isdir(cfg.work_dir) else None
+        if latest is not None:
+            cfg.resume = True
+            cfg.load_from = latest
+        else:  # nothing to resume: a fresh run (keeps the config's load_from)
+            print(f'--resume: no complete checkpoint in {cfg.work_dir}; '
+                  'training from the start.')
+            cfg.resume = False
+    apply_reliability_defaults(cfg, exact_resume=not args.no_exact_resume,
+                               nonfinite_loss=args.nonfinite_loss,
+                               skip_bad_videos=args.skip_bad_videos)
     return cfg
 
 
@@ -118,6 +155,7 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    check_checkpoints(cfg)  # before anything is built
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -1,0 +1,433 @@
+"""Preemption: ``tools/train.py --resume`` after ``kill -9`` ends exactly
+where an uninterrupted run ends; checkpoints are written atomically; the
+RNG state, sampler seed and mid-epoch position are restored."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.machinery import SourceFileLoader
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch import nn
+from torch.utils.data import Dataset
+
+from vivit_mm.engine.hooks.exact_resume_hook import (apply_rng_state,
+                                                     capture_rng_state)
+from vivit_mm.engine.reliability import (checkpoint_problem,
+                                         find_resumable_checkpoint)
+from vivit_mm.utils.checkpoint import safe_load
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = SourceFileLoader('vivit_train_tool',
+                         os.path.join(REPO, 'tools', 'train.py')).load_module()
+
+# A hook that stops the run (until it is killed) at a given iteration, so
+# the kill lands mid-epoch at a known point whatever the machine's speed.
+PAUSE_HOOK = '''
+import os, time
+from mmengine.hooks import Hook
+from mmaction.registry import HOOKS
+
+
+@HOOKS.register_module()
+class PauseForKill(Hook):
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        at = os.environ.get('VIVIT_TEST_PAUSE_AT')
+        if at is not None and runner.iter == int(at):
+            open(os.path.join(runner.work_dir, 'paused'), 'w').close()
+            time.sleep(300)
+'''
+
+# Tiny ViViT Model 2 on generated motion videos, with everything random
+# that training has: dropout, drop path, head dropout, random temporal
+# offsets, random crops, colour jitter, a shuffling sampler, AdamW, a
+# warm-up + cosine schedule and gradient clipping.
+CONFIG = '''
+_base_ = ['{repo}/configs/_base_/models/vivit_m2.py']
+custom_imports = dict(imports=['vivit_mm', 'pause_for_kill'],
+                      allow_failed_imports=False)
+default_scope = 'mmaction'
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, embed_dims=32, num_layers=1,
+                            num_heads=4, feedforward_channels=64),
+                  img_size=32, num_frames=4, patch_size=8, tubelet_size=2,
+                  num_temporal_layers=1, drop_rate=0.1, drop_path_rate=0.3),
+    cls_head=dict(num_classes=4, in_channels=32, dropout_ratio=0.5))
+data = '{data}'
+train_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=4, frame_interval=1, num_clips=1),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(-1, 36)),
+    dict(type='RandomCrop', size=32),
+    dict(type='VideoColorJitter', prob=0.8),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs')]
+val_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=4, frame_interval=1, num_clips=1,
+         test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(-1, 32)),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='FormatShape', input_format='NCTHW'),
+    dict(type='PackActionInputs')]
+train_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='VideoDataset', ann_file=data + '/train.txt',
+                 data_prefix=dict(video=data), pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='VideoDataset', ann_file=data + '/val.txt',
+                 data_prefix=dict(video=data), pipeline=val_pipeline,
+                 test_mode=True))
+val_evaluator = dict(type='AccMetric')
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=3, val_interval=1)
+val_cfg = dict(type='ValLoop')
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3,
+                                    weight_decay=0.05),
+                     clip_grad=dict(max_norm=1.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=2, eta_min=1e-5, by_epoch=True,
+         begin=1, end=3, convert_to_iter_based=True)]
+default_hooks = dict(
+    runtime_info=dict(type='RuntimeInfoHook'),
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=1),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+custom_hooks = [dict(type='PauseForKill')]
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'),
+               mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
+log_processor = dict(type='LogProcessor', window_size=1, by_epoch=True)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='ActionVisualizer', vis_backends=vis_backends)
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = dict(seed=0)
+'''
+
+
+def _env(ws, **extra):
+    env = dict(os.environ, OMP_NUM_THREADS='1', **extra)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(ws), REPO] + env.get('PYTHONPATH', '').split(os.pathsep))
+    return env
+
+
+def _train(ws, work_dir, *args, **env):
+    return subprocess.Popen(
+        [sys.executable, 'tools/train.py', str(ws / 'cfg.py'), '--work-dir',
+         str(work_dir), *args], cwd=REPO, env=_env(ws, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _scalars(work_dir):
+    """The logged scalars of every run in ``work_dir``, in time order."""
+    rows = []
+    for run in sorted(os.listdir(work_dir)):
+        path = os.path.join(work_dir, run, 'vis_data', 'scalars.json')
+        if os.path.isfile(path):
+            with open(path) as f:
+                rows += [json.loads(line) for line in f]
+    return rows
+
+
+@pytest.fixture(scope='module')
+def kill_workspace(tmp_path_factory):
+    from vivit_mm.datasets.synthetic import generate_dataset
+    ws = tmp_path_factory.mktemp('kill')
+    generate_dataset(str(ws / 'data'), num_train=3, num_val=1, num_test=0,
+                     num_frames=8, width=40, height=32, seed=0)
+    (ws / 'pause_for_kill.py').write_text(PAUSE_HOOK)
+    (ws / 'cfg.py').write_text(CONFIG.format(repo=REPO, data=ws / 'data'))
+    return ws
+
+
+def test_kill_9_then_resume_ends_like_an_uninterrupted_run(kill_workspace):
+    ws = kill_workspace
+    # 12 videos, batch 4: 3 iterations per epoch. Run A is uninterrupted;
+    # run B stops in epoch 2 after one of its batches (iteration 5) and is
+    # killed with SIGKILL; epoch_1.pth is then its last checkpoint.
+    run_a = _train(ws, ws / 'a')
+    run_b = _train(ws, ws / 'b', VIVIT_TEST_PAUSE_AT='4')
+    deadline = time.time() + 240
+    while not (ws / 'b' / 'paused').exists():
+        assert run_b.poll() is None, run_b.communicate()[0][-3000:]
+        assert time.time() < deadline, 'run B never reached iteration 5'
+        time.sleep(0.05)
+    os.kill(run_b.pid, signal.SIGKILL)
+    run_b.communicate()
+    assert run_b.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (ws / 'b').glob('*.pth')) == ['epoch_1.pth']
+
+    resumed = _train(ws, ws / 'b', '--resume')
+    out_b = resumed.communicate(timeout=240)[0]
+    out_a = run_a.communicate(timeout=240)[0]
+    assert run_a.returncode == 0, out_a[-3000:]
+    assert resumed.returncode == 0, out_b[-3000:]
+    assert 'resumed epoch: 1, iter: 3' in out_b
+
+    a = safe_load(ws / 'a' / 'epoch_3.pth')
+    b = safe_load(ws / 'b' / 'epoch_3.pth')
+    assert a['meta']['iter'] == b['meta']['iter'] == 9
+    # Bit-identical weights, optimizer moments and schedules (CPU maths is
+    # deterministic for identical inputs and thread counts).
+    for key, value in a['state_dict'].items():
+        assert torch.equal(value, b['state_dict'][key]), key
+    for p, state in a['optimizer']['state'].items():
+        for name, value in state.items():
+            assert torch.equal(value, b['optimizer']['state'][p][name])
+    assert a['param_schedulers'] == b['param_schedulers']
+    # The same losses in every logged iteration after the resume, and the
+    # same validation metrics at the end.
+    rows_a, rows_b = _scalars(ws / 'a'), _scalars(ws / 'b')
+    train_a = {r['step']: r['loss'] for r in rows_a if 'loss' in r}
+    train_b = {r['step']: r['loss'] for r in rows_b if 'loss' in r}
+    for step in range(4, 10):
+        assert train_a[step] == train_b[step], step
+    val_a = [r for r in rows_a if 'acc/top1' in r][-1]
+    val_b = [r for r in rows_b if 'acc/top1' in r][-1]
+    for key in ('acc/top1', 'acc/top5', 'acc/mean1'):
+        assert val_a[key] == val_b[key]
+
+
+# --------------------------------------------------------------------------
+# In-process checks on a toy model (fast): data loader workers, mid-epoch
+# checkpoints, seed=None.
+_RUNS = [0]
+
+
+class _Toy(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x, y, mode='tensor'):
+        out = self.fc(self.drop(x))
+        if mode == 'loss':
+            return dict(loss=nn.functional.cross_entropy(out, y))
+        return list(zip(out.argmax(1), y))
+
+
+class _RandomData(Dataset):
+    """Samples with "augmentation" from all three global generators."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        import random
+        g = torch.Generator().manual_seed(i)
+        noise = np.random.rand() + random.random() + torch.rand(1).item()
+        return dict(x=torch.randn(4, generator=g) + noise,
+                    y=torch.tensor(i % 3))
+
+
+def _toy_runner(work_dir, epochs, workers=0, persistent=False, hook=True,
+                checkpoint=None, seed=0, **kw):
+    _RUNS[0] += 1
+    torch.manual_seed(123)  # the same initial weights in every run
+    loader = dict(dataset=_RandomData(), batch_size=3, num_workers=workers,
+                  persistent_workers=persistent,
+                  sampler=dict(type='DefaultSampler', shuffle=True),
+                  collate_fn=dict(type='default_collate'))
+    return Runner(
+        _Toy(), work_dir=str(work_dir), train_dataloader=loader,
+        train_cfg=dict(by_epoch=True, max_epochs=epochs),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        default_hooks=dict(checkpoint=checkpoint or dict(
+            type='AtomicCheckpointHook', interval=1)),
+        custom_hooks=[dict(type='ExactResumeHook')] if hook else [],
+        randomness=dict(seed=seed), default_scope='mmaction',
+        log_level='WARNING',
+        experiment_name=f'exact_resume_{os.getpid()}_{_RUNS[0]}', **kw)
+
+
+def _close_workers(runner):
+    """Stop persistent workers now (garbage collection takes 5 s each)."""
+    iterator = getattr(runner.train_dataloader, '_iterator', None)
+    if iterator is not None:
+        iterator._shutdown_workers()
+
+
+def _resumed_equals_uninterrupted(tmp_path, workers, persistent, hook):
+    runners = [_toy_runner(tmp_path / 'a', 4, workers, persistent, hook),
+               _toy_runner(tmp_path / 'b', 2, workers, persistent, hook)]
+    for runner in runners:
+        runner.train()
+    runners.append(_toy_runner(tmp_path / 'b', 4, workers, persistent, hook,
+                               resume=True,
+                               load_from=str(tmp_path / 'b' / 'epoch_2.pth')))
+    runners[-1].train()
+    for runner in runners:
+        _close_workers(runner)
+    return torch.equal(runners[0].model.fc.weight,
+                       runners[-1].model.fc.weight)
+
+
+@pytest.mark.parametrize('workers, persistent', [(0, False), (1, True)])
+def test_epoch_resume_is_exact_with_and_without_workers(tmp_path, workers,
+                                                        persistent):
+    assert _resumed_equals_uninterrupted(tmp_path, workers, persistent, True)
+
+
+def test_without_the_hook_resume_diverges(tmp_path):
+    """mmengine alone does not restore the random streams (the reason for
+    ExactResumeHook; this is what the hook is measured against)."""
+    assert not _resumed_equals_uninterrupted(tmp_path, 0, False, False)
+
+
+@pytest.mark.parametrize('hook', [True, False])
+def test_mid_epoch_checkpoint_resumes_at_the_next_batch(tmp_path, hook):
+    # 10 samples, batch 3: 4 iterations per epoch; a checkpoint every 3
+    # iterations, so iter_6.pth lies inside epoch 2.
+    ckpt = dict(type='AtomicCheckpointHook', interval=3, by_epoch=False)
+    full = _toy_runner(tmp_path / 'a', 3, hook=hook, checkpoint=ckpt)
+    full.train()
+    resumed = _toy_runner(tmp_path / 'b', 3, hook=hook, checkpoint=ckpt,
+                          resume=True,
+                          load_from=str(tmp_path / 'a' / 'iter_6.pth'))
+    resumed.train()
+    if hook:  # continues with batch 3 of epoch 2, bit for bit
+        assert resumed.iter == full.iter == 12
+        assert torch.equal(full.model.fc.weight, resumed.model.fc.weight)
+    else:  # mmengine restarts epoch 2: 2 batches trained twice
+        assert resumed.iter == 14
+
+
+def test_sampler_seed_restored_when_the_seed_was_random(tmp_path):
+    first = _toy_runner(tmp_path / 'a', 1, seed=None)
+    first.train()
+    again = _toy_runner(tmp_path / 'b', 2, seed=None, resume=True,
+                        load_from=str(tmp_path / 'a' / 'epoch_1.pth'))
+    again.train()
+    assert again.seed == first.seed
+    assert again.train_dataloader.sampler.seed == \
+        first.train_dataloader.sampler.seed
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    import random
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    np.random.randn()  # a cached Gaussian in NumPy's state
+    state = capture_rng_state()
+    expected = (random.random(), np.random.randn(), torch.rand(3))
+    path = tmp_path / 'rng.pth'
+    torch.save(dict(rng=state), path)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(
+        str(path)) == []
+    apply_rng_state(safe_load(path)['rng'])
+    got = (random.random(), np.random.randn(), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1]
+    assert torch.equal(got[2], expected[2])
+
+
+def test_checkpoint_with_reliability_state_needs_no_new_globals(tmp_path):
+    runner = _toy_runner(tmp_path, 1)
+    runner.train()
+    path = tmp_path / 'epoch_1.pth'
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(
+        str(path)) == []
+    ckpt = safe_load(path)
+    assert set(ckpt['exact_resume']['rng']) == {'python', 'numpy', 'torch',
+                                                'cuda'}
+    assert ckpt['exact_resume']['sampler_seed'] == \
+        runner.train_dataloader.sampler.seed
+
+
+# --------------------------------------------------------------------------
+# Atomic checkpoints and the choice of checkpoint to resume from.
+def _kill_during_second_save(runner, monkeypatch):
+    """Make the 2nd checkpoint write stop half-way, like a kill -9."""
+    import mmengine.runner.runner as runner_module
+    real = runner_module.save_checkpoint
+    calls = []
+
+    def save(checkpoint, filename, **kwargs):
+        calls.append(filename)
+        if len(calls) < 2:
+            return real(checkpoint, filename, **kwargs)
+        with open(filename, 'wb') as f:
+            f.write(b'PK\x03\x04 half a checkpoint')
+        raise KeyboardInterrupt('killed while saving')
+
+    monkeypatch.setattr(runner_module, 'save_checkpoint', save)
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+
+
+@pytest.mark.parametrize('hook_type', ['AtomicCheckpointHook',
+                                       'CheckpointHook'])
+def test_kill_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                     hook_type):
+    ckpt = dict(type=hook_type, interval=1, max_keep_ckpts=1)
+    runner = _toy_runner(tmp_path, 3, checkpoint=ckpt)
+    _kill_during_second_save(runner, monkeypatch)
+    last = (tmp_path / 'last_checkpoint').read_text().strip()
+    if hook_type == 'CheckpointHook':
+        # mmengine deleted epoch_1.pth before writing epoch_2.pth, which is
+        # truncated: nothing is left to resume from.
+        assert not (tmp_path / 'epoch_1.pth').exists()
+        assert checkpoint_problem(str(tmp_path / 'epoch_2.pth'))
+        assert find_resumable_checkpoint(str(tmp_path)) is None
+        return
+    assert last == str(tmp_path / 'epoch_1.pth')
+    assert not (tmp_path / 'epoch_2.pth').exists()
+    assert checkpoint_problem(last) is None
+    assert safe_load(last)['meta']['epoch'] == 1
+    assert find_resumable_checkpoint(str(tmp_path)) == last
+
+
+def test_resume_passes_over_a_truncated_checkpoint(tmp_path):
+    runner = _toy_runner(tmp_path, 2)
+    runner.train()
+    good = tmp_path / 'epoch_2.pth'
+    bad = tmp_path / 'epoch_3.pth'
+    bad.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    os.utime(bad, (time.time() + 5, time.time() + 5))  # the newest file
+    (tmp_path / 'last_checkpoint').write_text(str(bad))
+    assert 'truncated' in checkpoint_problem(str(bad))
+    assert find_resumable_checkpoint(str(tmp_path)) == str(good)
+    # tools/train.py --resume picks it; an empty work dir starts afresh
+    # and keeps the config's load_from.
+    cfg = Config(dict(work_dir=str(tmp_path), load_from='init.pth',
+                      optim_wrapper=dict(optimizer=dict(type='SGD', lr=1))))
+    args = TRAIN.parse_args(['x.py', '--resume'])
+    merged = TRAIN.merge_args(cfg, args)
+    assert merged.resume and merged.load_from == str(good)
+    cfg = Config(dict(work_dir=str(tmp_path / 'fresh'),
+                      load_from='init.pth',
+                      optim_wrapper=dict(optimizer=dict(type='SGD', lr=1))))
+    merged = TRAIN.merge_args(cfg, args)
+    assert not merged.resume and merged.load_from == 'init.pth'
+
+
+def test_train_tool_adds_the_reliability_hooks():
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'vivit_m2_k400.py'))
+    merged = TRAIN.merge_args(cfg, TRAIN.parse_args(['x.py']))
+    assert merged.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    types = [h['type'] for h in merged.custom_hooks]
+    assert 'ExactResumeHook' in types and 'NonFiniteLossHook' in types
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'vivit_m2_k400.py'))
+    merged = TRAIN.merge_args(cfg, TRAIN.parse_args(
+        ['x.py', '--no-exact-resume']))
+    assert 'ExactResumeHook' not in [h['type'] for h in merged.custom_hooks]
+
