@@ -18,6 +18,18 @@ from mmcv.transforms import BaseTransform
 _INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
 
 
+def _num(x) -> bool:
+    """Whether ``x`` is a real number (not a bool, str or None)."""
+    return isinstance(x, (int, float, np.integer, np.floating)) \
+        and not isinstance(x, bool)
+
+
+def _pair(r) -> bool:
+    """Whether ``r`` is a (low, high) pair of numbers."""
+    return isinstance(r, (tuple, list)) and len(r) == 2 \
+        and all(_num(v) for v in r)
+
+
 @TRANSFORMS.register_module()
 class ScaleJitter(BaseTransform):
     """Scale jitter of the ViViT recipe: resize every frame of a clip by
@@ -44,12 +56,11 @@ class ScaleJitter(BaseTransform):
                  scale_range: Tuple[float, float] = (0.9, 1.33),
                  prob: float = 1.0,
                  interpolation: str = 'bilinear') -> None:
-        if (not isinstance(scale_range, (tuple, list)) or len(scale_range) != 2
-                or not 0 < scale_range[0] <= scale_range[1]):
+        if not _pair(scale_range) or not 0 < scale_range[0] <= scale_range[1]:
             raise ValueError(
                 f'scale_range must be (low, high) with 0 < low <= high, got '
                 f'{scale_range!r}.')
-        if not 0.0 <= prob <= 1.0:
+        if not _num(prob) or not 0.0 <= prob <= 1.0:
             raise ValueError(f'prob must be in [0, 1], got {prob!r}.')
         if interpolation not in _INTERPOLATIONS:
             raise ValueError(f'interpolation must be one of {_INTERPOLATIONS}'
@@ -120,17 +131,16 @@ class VideoColorJitter(BaseTransform):
                  hue: float = 0.2,
                  gray_prob: float = 0.0) -> None:
         for name, p in (('prob', prob), ('gray_prob', gray_prob)):
-            if not 0.0 <= p <= 1.0:
+            if not _num(p) or not 0.0 <= p <= 1.0:
                 raise ValueError(f'{name} must be in [0, 1], got {p!r}.')
-        if not 0.0 <= brightness <= 1.0:
+        if not _num(brightness) or not 0.0 <= brightness <= 1.0:
             raise ValueError(
                 f'brightness must be in [0, 1], got {brightness!r}.')
         for name, r in (('saturation', saturation), ('contrast', contrast)):
-            if (not isinstance(r, (tuple, list)) or len(r) != 2
-                    or not 0 <= r[0] <= r[1]):
+            if not _pair(r) or not 0 <= r[0] <= r[1]:
                 raise ValueError(f'{name} must be (low, high) with '
                                  f'0 <= low <= high, got {r!r}.')
-        if not 0.0 <= hue <= 0.5:
+        if not _num(hue) or not 0.0 <= hue <= 0.5:
             raise ValueError(f'hue must be in [0, 0.5], got {hue!r}.')
         self.prob = prob
         self.brightness = brightness

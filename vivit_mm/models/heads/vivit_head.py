@@ -35,6 +35,17 @@ class ViViTHead(BaseHead):
                  dropout_ratio: float = 0.0,
                  init_std: float = 0.02,
                  **kwargs) -> None:
+        for name, value in (('num_classes', num_classes),
+                            ('in_channels', in_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) \
+                    or value < 1:
+                raise ValueError(
+                    f'{name} must be a positive int, got {value!r}.')
+        # BaseHead checks this only when it first averages (at validation).
+        average_clips = kwargs.get('average_clips', None)
+        if average_clips not in ('score', 'prob', None):
+            raise ValueError("average_clips must be 'score', 'prob' or None, "
+                             f'got {average_clips!r}.')
         super().__init__(num_classes, in_channels, loss_cls, **kwargs)
         if not 0.0 <= dropout_ratio < 1.0:
             raise ValueError(
