@@ -66,7 +66,8 @@ class _Weights(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        self.after.append(runner.model.fc.weight.detach().clone())
+        model = getattr(runner.model, 'module', runner.model)  # DDP
+        self.after.append(model.fc.weight.detach().clone())
 
 
 def _runner(tmp_path, scales, hook=None, epochs=2, optimizer=None,
@@ -246,3 +247,54 @@ def test_nonfinite_hook_with_amp_wrapper_bf16_on_cpu(tmp_path):
     assert torch.equal(weights.after[2], weights.after[1])  # skipped
     assert not torch.equal(weights.after[3], weights.after[2])
     assert torch.isfinite(runner.model.fc.weight).all()
+
+
+# --------------------------------------------------------------------------
+# Distributed: the ranks agree (no hang when only one rank sees a NaN).
+def _ddp_rank(rank, init_file, action, out_dir):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2')
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=2)
+    try:
+        # 8 samples, batch 2 per rank: sample 5 makes rank 1's second
+        # batch NaN, rank 0's is finite.
+        runner, weights = _runner(
+            os.path.join(out_dir, f'rank{rank}'), {5: math.nan},
+            dict(type='NonFiniteLossHook', action=action), epochs=1,
+            launcher='pytorch', cfg=dict(model_wrapper_cfg=dict(
+                type='DeviceAwareDDP')),
+            optimizer=dict(type='SGD', lr=0.1))
+        try:
+            runner.train()
+            result = 'done'
+        except FloatingPointError as e:
+            result = str(e)
+        torch.save(dict(result=result, weights=weights.after),
+                   os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('action', ['skip', 'stop'])
+def test_ranks_agree_on_a_nan_seen_by_one_rank(tmp_path, action):
+    import multiprocessing as mp
+    ctx = mp.get_context('fork')
+    procs = [ctx.Process(target=_ddp_rank, args=(
+        r, str(tmp_path / 'init'), action, str(tmp_path))) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    r0, r1 = (torch.load(tmp_path / f'rank{r}.pth') for r in (0, 1))
+    if action == 'skip':
+        assert r0['result'] == r1['result'] == 'done'
+        for w in (r0['weights'], r1['weights']):
+            assert len(w) == 2 and torch.equal(w[1], w[0])  # 2nd skipped
+        assert torch.equal(r0['weights'][1], r1['weights'][1])
+    else:
+        assert 'non-finite on another rank' in r0['result']
+        assert 'loss=nan' in r1['result']
+        assert len(r0['weights']) == len(r1['weights']) == 1

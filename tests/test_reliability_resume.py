@@ -431,3 +431,45 @@ def test_train_tool_adds_the_reliability_hooks():
         ['x.py', '--no-exact-resume']))
     assert 'ExactResumeHook' not in [h['type'] for h in merged.custom_hooks]
 
+
+
+# --------------------------------------------------------------------------
+# Two processes (gloo): every rank resumes exactly from an end-of-epoch
+# checkpoint, although only rank 0 writes it.
+def _ddp_rank(rank, init_file, out_dir):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2')
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=2)
+    ddp = dict(launcher='pytorch',
+               cfg=dict(model_wrapper_cfg=dict(type='DeviceAwareDDP')))
+    try:
+        runs = [_toy_runner(os.path.join(out_dir, 'a'), 3, **ddp),
+                _toy_runner(os.path.join(out_dir, 'b'), 1, **ddp)]
+        for runner in runs:
+            runner.train()
+        runs.append(_toy_runner(
+            os.path.join(out_dir, 'b'), 3, resume=True,
+            load_from=os.path.join(out_dir, 'b', 'epoch_1.pth'), **ddp))
+        runs[-1].train()
+        torch.save([r.model.module.fc.weight.detach() for r in runs],
+                   os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_resume_is_exact_on_every_rank(tmp_path):
+    import multiprocessing as mp
+    ctx = mp.get_context('fork')
+    procs = [ctx.Process(target=_ddp_rank, args=(r, str(tmp_path / 'init'),
+                                                 str(tmp_path)))
+             for r in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    for rank in (0, 1):
+        full, _, resumed = torch.load(tmp_path / f'rank{rank}.pth')
+        assert torch.equal(full, resumed), rank

@@ -109,32 +109,36 @@ def check_checkpoints(cfg: Config) -> None:
     """Fail now, before the Runner builds anything, if a checkpoint the
     config needs is missing or incomplete.
 
-    Checked: ``load_from`` (also the checkpoint of ``resume=True``), and
-    when no weights will be restored (no ``load_from``, nothing to resume)
-    the ``checkpoint`` of a ``ViViTInitHook`` and every
-    ``init_cfg=dict(type='Pretrained', checkpoint=...)`` in the model. URLs
-    and other remote paths are not checked here.
+    Checked: every ``init_cfg=dict(type='Pretrained', checkpoint=...)`` in
+    the model (the Runner initialises the model before it loads), then
+    ``load_from`` (also the checkpoint of ``resume=True``), and, when no
+    weights will be restored (no ``load_from``, nothing to resume), the
+    ``checkpoint`` of a ``ViViTInitHook``. URLs and other remote paths are
+    not checked here.
 
     Raises:
         FileNotFoundError: A referenced checkpoint does not exist.
         ValueError: It exists but is empty or truncated.
     """
+    for path, node in _walk(cfg.get('model', {}), 'model'):
+        # The Runner initialises the model before load_from/resume.
+        if node.get('type') == 'Pretrained' and 'checkpoint' in node:
+            check_checkpoint_file(f'{path}.checkpoint', node['checkpoint'])
     load_from = cfg.get('load_from', None)
     resume = bool(cfg.get('resume', False))
     if load_from is not None:
-        check_checkpoint_file('load_from', load_from,
-                    ' (resume=True resumes from it)' if resume else '')
-        return  # restored weights win over initialisation
+        check_checkpoint_file(
+            'load_from', load_from,
+            ' (resume=True resumes from it)' if resume else '')
+        return  # restored weights win over ViViTInitHook
     if resume and find_resumable_checkpoint(cfg.work_dir):
         return
     for i, hook in enumerate(cfg.get('custom_hooks', None) or []):
         if isinstance(hook, dict) and hook.get('type') == 'ViViTInitHook':
-            check_checkpoint_file(f'custom_hooks[{i}].checkpoint', hook.get('checkpoint'),
-                        ' (ViViTInitHook initialises the model from it when '
-                        'training from scratch)')
-    for path, node in _walk(cfg.get('model', {}), 'model'):
-        if node.get('type') == 'Pretrained' and 'checkpoint' in node:
-            check_checkpoint_file(f'{path}.checkpoint', node['checkpoint'])
+            check_checkpoint_file(
+                f'custom_hooks[{i}].checkpoint', hook.get('checkpoint'),
+                ' (ViViTInitHook initialises the model from it when training '
+                'from scratch)')
 
 
 def _hook_types(cfg: Config) -> List[str]:
@@ -191,5 +195,6 @@ def apply_reliability_defaults(cfg: Config,
     return cfg
 
 
-__all__ = ['check_checkpoints', 'checkpoint_problem', 'check_checkpoint_file',
-           'find_resumable_checkpoint', 'apply_reliability_defaults']
+__all__ = ['check_checkpoints', 'checkpoint_problem',
+           'check_checkpoint_file', 'find_resumable_checkpoint',
+           'apply_reliability_defaults']

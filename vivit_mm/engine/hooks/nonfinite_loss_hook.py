@@ -133,9 +133,12 @@ class NonFiniteLossHook(Hook):
         terms = ', '.join(f'{k}={float(v.detach().float().mean()):.6g}'
                           if torch.is_tensor(v) else f'{k}={v}'
                           for k, v in self._last_terms.items())
+        local = bool(torch.isfinite(loss.detach()).all())
+        values = terms or f'loss={loss.detach().float()}'
+        if local:  # the non-finite loss was on another rank
+            values = f'non-finite on another rank; this rank: {values}'
         what = (f'NonFiniteLossHook: non-finite loss at {self._where(runner)}'
-                f': {terms or f"loss={loss.detach().float()}"}. The update '
-                'was not applied')
+                f': {values}. The update was not applied')
         if self.action == 'stop' or self.consecutive > self.max_consecutive:
             why = ('' if self.action == 'stop' else
                    f' and this is the {self.consecutive}th non-finite loss '
