@@ -257,14 +257,20 @@ def _train_runner(tmp_path, dataset, workers=0, hooks=()):
         f'_{workers}_{len(hooks)}')
 
 
-def test_training_stops_at_the_first_bad_file_by_default(tmp_path, videos):
+@pytest.mark.parametrize('workers', [0, 1])
+def test_training_stops_at_the_first_bad_file_by_default(tmp_path, videos,
+                                                         workers):
     ann = _ann(tmp_path, videos, TRAIN_LIST)
-    runner = _train_runner(tmp_path, _dataset_cfg(ann, videos))
-    with pytest.raises(VideoReadError) as info:
+    runner = _train_runner(tmp_path, _dataset_cfg(ann, videos), workers)
+    with pytest.raises(VideoReadError) as info:  # also from a worker
         runner.train()
     name = os.path.basename(info.value.filename)
     assert name in ('missing.mp4', 'empty.mp4', 'truncated.mp4')
+    assert 'Cannot read video' in str(info.value)
     assert runner.epoch == 0  # stopped inside the first epoch
+    iterator = getattr(runner.train_dataloader, '_iterator', None)
+    if iterator is not None:
+        iterator._shutdown_workers()
 
 
 @pytest.mark.parametrize('workers', [0, 1])
