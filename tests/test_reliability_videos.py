@@ -356,3 +356,10 @@ def test_train_tool_option_wraps_the_training_set():
     assert merged.train_dataloader.dataset.dataset.to_dict() == original
     assert 'SkippedVideosHook' in [h['type'] for h in merged.custom_hooks]
     assert merged.val_dataloader.dataset.type == 'VideoDataset'
+
+
+def test_pipeline_bug_is_not_reported_as_a_bad_video(videos):
+    # DecordDecode without SampleFrames: the missing 'frame_inds' is a
+    # configuration error, raised as it is.
+    with pytest.raises(KeyError, match='frame_inds'):
+        _read(videos['good0'], [READ[0], READ[2]])

@@ -130,6 +130,12 @@ def _guard_reader(transform: Callable) -> Callable:
             return transform(self, results)
         except (VideoReadError, ImportError, MemoryError):
             raise
+        except KeyError as err:
+            if err.args and err.args[0] not in results:
+                raise  # a key the pipeline did not provide: a config bug
+            raise VideoReadError(str(results.get('filename', '?')),
+                                 diagnose(results.get('filename'), err),
+                                 type(self).__name__) from err
         except Exception as err:
             filename = results.get('filename', '<no filename>')
             raise VideoReadError(str(filename), diagnose(filename, err),
