@@ -47,6 +47,8 @@ def test_registered_and_forward_shape(cls, tiny_cfg):
     (dict(pooling='cls'), 'pooling'),
     (dict(drop_path_rate=1.5), 'drop_path_rate'),
     (dict(num_frames=0), 'num_frames must be a positive int'),
+    (dict(with_cp='yes'), 'with_cp must be True or False'),
+    (dict(fused_attn=1), 'fused_attn must be True or False'),
 ])
 @pytest.mark.parametrize('cls', VARIANTS)
 def test_bad_options_raise_value_error(cls, kwargs, match, tiny_cfg):

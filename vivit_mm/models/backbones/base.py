@@ -33,6 +33,12 @@ def _positive_int(x, name: str) -> int:
     return x
 
 
+def _flag(x, name: str) -> bool:
+    if not isinstance(x, bool):
+        raise ValueError(f'{name} must be True or False, got {x!r}.')
+    return x
+
+
 def _rate(x, name: str) -> float:
     if not isinstance(x, (int, float)) or not 0.0 <= x < 1.0:
         raise ValueError(f'{name} must be a number in [0, 1), got {x!r}.')
@@ -164,11 +170,11 @@ class BaseViViT(BaseModule):
         self.drop_rate = _rate(drop_rate, 'drop_rate')
         self.attn_drop_rate = _rate(attn_drop_rate, 'attn_drop_rate')
         self.drop_path_rate = _rate(drop_path_rate, 'drop_path_rate')
-        self.qkv_bias = bool(qkv_bias)
+        self.qkv_bias = _flag(qkv_bias, 'qkv_bias')
         self.act_cfg = copy.deepcopy(act_cfg)
         self.norm_cfg = copy.deepcopy(norm_cfg)
-        self.with_cp = bool(with_cp)
-        self.fused_attn = bool(fused_attn)
+        self.with_cp = _flag(with_cp, 'with_cp')
+        self.fused_attn = _flag(fused_attn, 'fused_attn')
 
         # [n_t, n_h, n_w]: the token grid.
         self.grid = (self.num_frames // self.tubelet_size,
