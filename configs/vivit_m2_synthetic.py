@@ -1,8 +1,9 @@
 # A small ViViT Model 2 (factorised encoder) on the embedded synthetic motion
 # data set (vivit_mm/datasets/synthetic.py): an object grows, shrinks, grows
 # then shrinks, or shrinks then grows; the 4 classes show the same set of
-# frames, only the order differs. Runs on a CPU in a few minutes; the data set is
-# generated into `data_root` on first use. The paper's average-pool baseline:
+# frames, only the order differs. Runs on a CPU in a few minutes; the data
+# set is generated into `data_root` on first use. The paper's average-pool
+# baseline:
 #   --cfg-options model.backbone.num_temporal_layers=0
 # MMAction2's default_runtime.py is inlined at the end instead of inherited
 # with 'mmaction::_base_/default_runtime.py': that lookup needs
