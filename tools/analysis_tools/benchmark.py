@@ -210,7 +210,9 @@ def vivit_case(name: str, cfg: dict, args, device) -> Case:
     model = build(cfg, device)
     x = torch.randn(args.batch, model.in_channels, model.num_frames,
                     *model.img_size, device=device)
-    return Case(name, model, x, macs=macs_of(cfg, args.batch))
+    case = Case(name, model, x, macs=macs_of(cfg, args.batch))
+    case.cfg = cfg
+    return case
 
 
 def hf_vivit_case(name: str, m1_cfg: dict, args, device, attn: str,
@@ -268,13 +270,53 @@ def timesformer_case(name: str, m3_cfg: dict, args, device) -> Case:
 
 
 # ------------------------------------------------------------ measuring
-def peak_memory(case: Case, device) -> Optional[int]:
-    """Peak memory of one training step: CUDA max allocated, or CPU peak
-    RSS growth."""
+def peak_memory(case: Case, device, args) -> Optional[int]:
+    """Peak memory of one training step (activations, gradients and
+    temporaries).
+
+    GPU: growth of ``torch.cuda.max_memory_allocated``. CPU: peak RSS growth
+    of the step in a fresh process (``--rss-child``), since in this process
+    the allocator keeps memory freed by earlier cases.
+    """
     case.model.train()
     if torch.device(device).type == 'cuda':
         return cuda_peak_bytes(case.train_step, device)
-    return peak_rss_delta(case.train_step)
+    job = json.dumps(dict(cfg=case.cfg, batch=args.batch,
+                          threads=torch.get_num_threads()))
+    proc = subprocess.run([sys.executable, __file__, '--rss-child', job],
+                          capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        print(f'peak RSS child failed: {proc.stderr[-2000:]}')
+        return None
+    return json.loads(lines[-1])['peak']
+
+
+def rss_child(job: str) -> None:
+    """Child of :func:`peak_memory`: the peak RSS growth of a training step,
+    printed as JSON.
+
+    glibc is told to serve every allocation of 64 KiB or more by ``mmap``
+    (returned to the system when freed), so after a warm-up step (library
+    initialisation) RSS falls back to the model and input, and the next
+    step's high-water mark measures only what it allocates.
+    """
+    import ctypes
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
+    except OSError:
+        pass
+    job = json.loads(job)
+    torch.set_num_threads(job['threads'])
+    model = build(job['cfg'], 'cpu').train()
+    x = torch.randn(job['batch'], model.in_channels, model.num_frames,
+                    *model.img_size)
+    case = Case('child', model, x)
+    case.train_step()
+    model.zero_grad(set_to_none=True)  # RSS now: model and input only
+    print(json.dumps(dict(peak=peak_rss_delta(case.train_step))))
 
 
 def activation_bytes(case: Case) -> int:
@@ -402,19 +444,21 @@ def sweep_section(rep: Report, cases_by_frames: Dict[int, List[Case]],
                 rec.update(train_s=t_t, train_clips_s=args.batch / t_t,
                            train_util=utilisation(trn, c.name, 6 * c.macs,
                                                   args),
-                           peak_bytes=peak_memory(c, device))
+                           peak_bytes=peak_memory(c, device, args))
             records.append(rec)
             c.model.zero_grad(set_to_none=True)
         del cases[:]  # free the models before the next frame count
     rep.data['sweep'] = records
     mem_name = ('peak alloc MiB' if torch.device(device).type == 'cuda'
-                else 'peak RSS growth MiB')
+                else 'step peak RSS MiB')
     rep.add('## Variants against frames', '',
             f'Batch {args.batch}, {args.img_size}x{args.img_size}, '
             f'{args.width_text}. "util" = achieved '
             'FLOP/s / matrix-multiply rate (forward: 2 x MACs; '
             'forward+backward: 6 x MACs). Activation memory = bytes saved '
-            'for backward.', '')
+            'for backward. Step peak: peak memory growth of one training '
+            'step (activations, gradients, temporaries; on CPU the peak '
+            'RSS growth in a fresh process).', '')
     rows = []
     for r in records:
         rows.append([
@@ -541,7 +585,7 @@ def checkpoint_section(rep: Report, args, device) -> None:
                           with_cp=cp)
         c = vivit_case(f'Model 1 with_cp={cp}', cfg, args, device)
         data[cp] = dict(act_bytes=activation_bytes(c),
-                        peak_bytes=peak_memory(c, device))
+                        peak_bytes=peak_memory(c, device, args))
         cases.append(c)
     times = time_cases(cases, args, device, train=True)
     for cp, c in zip((False, True), cases):
@@ -559,7 +603,7 @@ def checkpoint_section(rep: Report, args, device) -> None:
             f'{args.cp_frames} frames at {args.cp_img_size}x'
             f'{args.cp_img_size}, batch {args.batch}, {args.layers} layers.',
             '')
-    rep.table(['with_cp', 'activations MiB', 'peak MiB',
+    rep.table(['with_cp', 'activations MiB', 'step peak MiB',
                'train clips/s'], rows)
     rep.add(f'with_cp keeps **{ratio:.1%}** of the activation memory; '
             f'training step time x'
@@ -714,6 +758,10 @@ def plot(records: List[dict], path: Path, args) -> None:
 
 # -------------------------------------------------------------------- main
 def main(argv=None) -> Report:
+    argv_list = sys.argv[1:] if argv is None else argv
+    if argv_list[:1] == ['--rss-child']:
+        rss_child(argv_list[1])
+        return None
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
