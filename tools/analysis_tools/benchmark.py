@@ -105,6 +105,9 @@ def parse_args(argv=None):
                    default=[2048, 3072, 4096])
     p.add_argument('--no-train', action='store_true',
                    help='skip forward+backward timing')
+    p.add_argument('--no-step-peak', action='store_true',
+                   help='skip the per-case peak memory of a training step '
+                   '(on CPU a child process per case)')
     p.add_argument('--no-compare', action='store_true',
                    help='skip HuggingFace ViViT and TimeSformer')
     p.add_argument('--compare-frames', type=int, default=8,
@@ -279,6 +282,8 @@ def peak_memory(case: Case, device, args) -> Optional[int]:
     the allocator keeps memory freed by earlier cases.
     """
     case.model.train()
+    if args.no_step_peak:
+        return None
     if torch.device(device).type == 'cuda':
         return cuda_peak_bytes(case.train_step, device)
     job = json.dumps(dict(cfg=case.cfg, batch=args.batch,
