@@ -732,30 +732,46 @@ def compile_section(rep: Report, args, device) -> None:
                'max rel err'], rows)
 
 
-def plot(records: List[dict], path: Path, args) -> None:
+def plot(data: dict, path: Path) -> None:
+    """Throughput and memory against frames from a run's JSON data (the
+    ``sweep`` records, and Model 1 with explicit attention when present)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    records = data['sweep']
     keys = [('fwd_clips_s', 'forward clips/s'),
             ('train_clips_s', 'forward+backward clips/s'),
             ('act_bytes', 'training activations (MiB)')]
     keys = [k for k in keys if any(k[0] in r for r in records)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6))
-    for ax, (key, label) in zip(axes, keys):
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6),
+                             squeeze=False)
+    for ax, (key, label) in zip(axes[0], keys):
         for name in sorted({r['name'] for r in records}):
             rs = sorted((r for r in records if r['name'] == name),
                         key=lambda r: r['frames'])
             ys = [r[key] / (MiB if key == 'act_bytes' else 1) for r in rs]
             ax.plot([r['frames'] for r in rs], ys, marker='o',
                     label=VARIANT_NAMES.get(name, name))
+        explicit = [r for r in data.get('m1_attention_memory', [])
+                    if not r['fused']]
+        if key == 'act_bytes' and explicit:
+            ax.plot([r['frames'] for r in explicit],
+                    [r['act_bytes'] / MiB for r in explicit], 'k--',
+                    marker='x', label='Model 1, explicit attention')
+            ax.legend(fontsize=7)
         ax.set_xscale('log', base=2)
         ax.set_yscale('log')
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(sorted({r['frames'] for r in records}))
         ax.set_xlabel('frames')
         ax.set_title(label, fontsize=10)
         ax.grid(True, which='both', alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f'{args.width_text}, {args.img_size}px, batch '
-                 f'{args.batch}', fontsize=10)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(data.get('title', ''), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -801,8 +817,10 @@ def main(argv=None) -> Report:
     records = sweep_section(rep, cases, args, device)
     if not args.config and 'm1' in args.variants:
         explicit_memory_section(rep, args, device)
-    if len(args.frames) > 1 or args.config is None:
-        plot(records, out_dir / 'benchmark.png', args)
+    rep.data['title'] = (f'{args.width_text}, {args.img_size}px, batch '
+                         f'{args.batch}')
+    if len({r['frames'] for r in records}) > 1:
+        plot(rep.data, out_dir / 'benchmark.png')
         rep.add(f'Plot: `{out_dir / "benchmark.png"}`', '')
     if not args.no_compare:
         compare_section(rep, args, device)
