@@ -206,6 +206,22 @@ def test_benchmark_tool_end_to_end(tmp_path):
         '## Variants against frames') + 4]
 
 
+def test_benchmark_tool_on_a_config(tmp_path):
+    tool = _load_tool()
+    tool.main([
+        str(ROOT / 'configs/vivit_m4_k400.py'), '--arch', '32,4,64',
+        '--layers', '1', '--frames', '2', '--img-size', '32', '--batch', '1',
+        '--iters', '1', '--warmup', '0', '--gemm-sizes', '64', '--no-compare',
+        '--no-cp', '--no-step-peak', '--threads', '1', '--out-dir',
+        str(tmp_path)
+    ])
+    data = json.loads((tmp_path / 'benchmark.json').read_text())
+    (rec, ) = data['sweep']
+    assert (rec['name'], rec['frames']) == ('ViViTM4', 2)
+    assert [r['variant'] for r in data['amp']['results']] == ['ViViTM4']
+    assert data['amp']['results'][0]['rel_err'] < 5e-2
+
+
 def test_step_peak_memory_child_process():
     tool = _load_tool()
     args = tool.parse_args(['--batch', '4'])

@@ -462,7 +462,7 @@ def sweep_section(rep: Report, cases_by_frames: Dict[int, List[Case]],
     mem_name = ('peak alloc MiB' if torch.device(device).type == 'cuda'
                 else 'step peak RSS MiB')
     rep.add('## Variants against frames', '',
-            f'Batch {args.batch}, {args.img_size}x{args.img_size}, '
+            f'Batch {args.batch}, {args.shape_text}, '
             f'{args.width_text}. "util" = achieved '
             'FLOP/s / matrix-multiply rate (forward: 2 x MACs; '
             'forward+backward: 6 x MACs). Activation memory = bytes saved '
@@ -474,8 +474,8 @@ def sweep_section(rep: Report, cases_by_frames: Dict[int, List[Case]],
         rows.append([
             r['name'], r['frames'], fmt_num(r['gmacs']),
             f'{r["fwd_clips_s"]:.2f}', f'{r["fwd_util"]:.0%}',
-            f'{r.get("train_clips_s", float("nan")):.2f}',
-            f'{r.get("train_util", float("nan")):.0%}',
+            f'{r["train_clips_s"]:.2f}' if 'train_s' in r else '-',
+            f'{r["train_util"]:.0%}' if 'train_s' in r else '-',
             fmt_bytes(r['act_bytes']), fmt_bytes(r.get('peak_bytes')),
             f'{r["load"][0]:.1f}/{r["load"][1]:.1f}'])
     rep.table(['variant', 'frames', 'GMACs', 'fwd clips/s', 'fwd util',
@@ -629,8 +629,7 @@ def amp_section(rep: Report, args, device) -> None:
     bf16_gemm = max(matmul_rate([args.gemm_n], device=device,
                                 dtype=torch.bfloat16).values())
     rows, data = [], []
-    for v in args.variants:
-        cfg = variant_cfg(v, args, args.compare_frames, args.img_size)
+    for v, cfg in section_cfgs(args):
         c = vivit_case(v, cfg, args, device)
         c.model.eval()
         with torch.no_grad():
@@ -664,14 +663,30 @@ def amp_section(rep: Report, args, device) -> None:
     rep.data['amp'] = dict(bf16_gemm=bf16_gemm, load=load, results=data)
     rep.add(f'## bf16 autocast (`torch.autocast("{dev_type}", '
             'dtype=torch.bfloat16)`)', '',
-            f'{args.compare_frames} frames at {args.img_size}x'
-            f'{args.img_size}, batch {args.batch}. rel err = ||bf16 - fp32||'
+            f'{section_shape(args)}, batch {args.batch}. rel err = ||bf16 - fp32||'
             ' / ||fp32|| of the features. bf16 util = achieved FLOP/s over '
             f'this run\'s bf16 {args.gemm_n}^2 GEMM rate '
             f'({bf16_gemm / 1e9:.0f} GFLOP/s; medians, not paired).', '')
     rep.table(['variant', 'rel err', 'fp32 fwd clips/s', 'bf16 fwd clips/s',
                'bf16 fwd util', 'fp32 train clips/s', 'bf16 train clips/s',
                'bf16 train util'], rows)
+
+
+def section_cfgs(args) -> List[tuple]:
+    """``(name, backbone cfg)`` for the bf16 and compile sections: the
+    config's backbone at its first swept shape, or each variant at
+    ``--compare-frames``."""
+    if args.config_backbone is not None:
+        return [args.config_backbone]
+    return [(v, variant_cfg(v, args, args.compare_frames, args.img_size))
+            for v in args.variants]
+
+
+def section_shape(args) -> str:
+    cfg = section_cfgs(args)[0][1]
+    img = cfg['img_size']
+    img = img if isinstance(img, (list, tuple)) else (img, img)
+    return f'{cfg["num_frames"]} frames at {img[0]}x{img[1]}'
 
 
 def _autocast_forward(dev_type: str) -> Callable:
@@ -700,8 +715,7 @@ def _compiled_case(eager: Case, freezing: bool) -> tuple:
 
 def compile_section(rep: Report, args, device) -> None:
     rows, data = [], []
-    for v in args.variants:
-        cfg = variant_cfg(v, args, args.compare_frames, args.img_size)
+    for v, cfg in section_cfgs(args):
         eager = vivit_case(v, cfg, args, device)
         eager.model.eval()
         cases, rec = [eager], dict(variant=v)
@@ -728,8 +742,7 @@ def compile_section(rep: Report, args, device) -> None:
     torch._dynamo.reset()
     rep.data['compile'] = data
     rep.add('## torch.compile (forward, eval)', '',
-            f'{args.compare_frames} frames at {args.img_size}x'
-            f'{args.img_size}, batch {args.batch}. "+freezing": '
+            f'{section_shape(args)}, batch {args.batch}. "+freezing": '
             '`torch._inductor.config.freezing = True` (inference only).', '')
     rep.table(['variant', 'eager clips/s', 'eager util',
                'compiled clips/s', 'compiled util',
@@ -812,18 +825,24 @@ def main(argv=None) -> Report:
             else base.get('img_size', 224)
         cases = {f: [vivit_case(base['type'], backbone_cfg(
             base, args, f, img), args, device)] for f in frames_list}
+        args.config_backbone = (base['type'],
+                                backbone_cfg(base, args, frames_list[0], img))
     else:
+        args.config_backbone = None
         cases = {f: [vivit_case(v, variant_cfg(v, args, f, args.img_size),
                                 args, device) for v in args.variants]
                  for f in args.frames}
-    a = next(iter(cases.values()))[0].model.arch_settings
+    first = next(iter(cases.values()))[0].model
+    a = first.arch_settings
+    args.shape_text = (f'{first.img_size[0]}x{first.img_size[1]}, patch '
+                       f'{first.patch_size[0]}, tubelet {first.tubelet_size}')
     args.width_text = (f'D={a["embed_dims"]}, {a["num_heads"]} heads, MLP '
                        f'{a["feedforward_channels"]}, {a["num_layers"]} '
                        'layers')
     records = sweep_section(rep, cases, args, device)
     if not args.config and 'm1' in args.variants:
         explicit_memory_section(rep, args, device)
-    rep.data['title'] = (f'{args.width_text}, {args.img_size}px, batch '
+    rep.data['title'] = (f'{args.width_text}, {args.shape_text}, batch '
                          f'{args.batch}')
     if len({r['frames'] for r in records}) > 1:
         plot(rep.data, out_dir / 'benchmark.png')
