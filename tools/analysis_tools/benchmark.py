@@ -13,7 +13,7 @@ autocast; optionally ``torch.compile``. Writes ``benchmark.md``,
 ``benchmark.json`` and ``benchmark.png`` to ``--out-dir``.
 
 Examples:
-    # the numbers in docs/performance.md (about 15 minutes on 2 cores)
+    # the numbers in docs/performance.md (about 20 minutes on 2 cores)
     python tools/analysis_tools/benchmark.py --frames 4 8 16 32 \\
         --img-size 160 --batch 2 --layers 4 --compare-frames 8 \\
         --cp-frames 16 --cp-img-size 224 --out-dir work_dirs/benchmark
@@ -88,8 +88,10 @@ def parse_args(argv=None):
     p.add_argument('--frames', type=int, nargs='+', default=[4, 8, 16, 32],
                    help='frame counts to sweep')
     p.add_argument('--img-size', type=int, default=160)
-    p.add_argument('--patch-size', type=int, default=16)
-    p.add_argument('--tubelet-size', type=int, default=2)
+    p.add_argument('--patch-size', type=int, default=None,
+                   help='default: the config\'s (16)')
+    p.add_argument('--tubelet-size', type=int, default=None,
+                   help='default: the config\'s (2)')
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--layers', type=int, default=4,
                    help='encoder depth (0: keep the config\'s)')
@@ -131,6 +133,8 @@ def parse_args(argv=None):
                  'tubelet_size', 'compare_frames', 'cp_frames',
                  'cp_img_size'):
         vals = getattr(args, name)
+        if vals is None:
+            continue
         if any(v <= 0 for v in (vals if isinstance(vals, list) else [vals])):
             p.error(f'--{name.replace("_", "-")} must be positive, got '
                     f'{vals}')
@@ -164,7 +168,11 @@ def backbone_cfg(cfg: dict, args, frames: Optional[int],
         cfg['num_frames'] = frames
     if img_size:
         cfg['img_size'] = img_size
-    cfg.setdefault('patch_size', args.patch_size)
+    if args.patch_size:
+        cfg['patch_size'] = args.patch_size
+    if args.tubelet_size:
+        cfg['tubelet_size'] = args.tubelet_size
+    cfg.setdefault('patch_size', 16)
     cfg.update(overrides)
     return cfg
 
@@ -559,8 +567,10 @@ def compare_section(rep: Report, args, device) -> None:
     rep.add('## Side by side (interleaved call by call)', '',
             f'{f} frames at {img}x{img}, batch {args.batch}, '
             f'{args.width_text}. Model 1 and '
-            'HuggingFace: tubelets 2x16x16, CLS token. Model 3 and '
-            'TimeSformer: uniform frame sampling (16x16 patches per '
+            f'HuggingFace: tubelets {m1["tubelet_size"]}x{m1["patch_size"]}'
+            f'x{m1["patch_size"]}, CLS token. Model 3 and '
+            'TimeSformer: uniform frame sampling (one token per '
+            f'{m3["patch_size"]}x{m3["patch_size"]} patch per '
             'frame), stochastic depth 0.1 on both; TimeSformer adds a CLS '
             'token and its temporal_fc. Speed-up = median over rounds of '
             'time(theirs) / time(ours) in the same round.', '')
