@@ -5,10 +5,7 @@
 # set is generated into `data_root` on first use. The paper's average-pool
 # baseline:
 #   --cfg-options model.backbone.num_temporal_layers=0
-# MMAction2's default_runtime.py is inlined at the end instead of inherited
-# with 'mmaction::_base_/default_runtime.py': that lookup needs
-# pkg_resources, which setuptools >= 81 no longer ships.
-_base_ = ['_base_/models/vivit_m2.py']
+_base_ = ['_base_/models/vivit_m2.py', '_base_/default_runtime.py']
 custom_imports = dict(imports=['vivit_mm'], allow_failed_imports=False)
 default_scope = 'mmaction'
 
@@ -156,25 +153,11 @@ param_scheduler = [
 # rescales it to the actual one.
 auto_scale_lr = dict(enable=False, base_batch_size=32)
 
-# Runtime: MMAction2's default_runtime.py, with CPU-friendly changes
+# Runtime: configs/_base_/default_runtime.py, with CPU-friendly changes
 # (gloo, frequent logging, keep only the best and the last checkpoint).
 default_hooks = dict(
-    runtime_info=dict(type='RuntimeInfoHook'),
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=4, ignore_last=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
-                    save_best='auto'),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    sync_buffers=dict(type='SyncBuffersHook'))
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='gloo'))
-log_processor = dict(type='LogProcessor', window_size=4, by_epoch=True)
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='ActionVisualizer', vis_backends=vis_backends)
-log_level = 'INFO'
-load_from = None
-resume = False
+    logger=dict(interval=4),
+    checkpoint=dict(max_keep_ckpts=1))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+log_processor = dict(window_size=4)
 randomness = dict(seed=0, deterministic=False)
