@@ -1,11 +1,15 @@
 """Test (multi-view) a ViViT recognizer checkpoint with MMAction2's Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--dump FILE.pkl]
-        [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
+        [--compile] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 
 The checkpoint is read with ``torch.load(weights_only=True)`` and the
 allow-list of vivit_mm.utils.checkpoint. The metrics are logged and written
 to ``<work_dir>/test_metrics.json``.
+
+``--compile`` runs the backbone through ``torch.compile`` (mmengine's
+``compile`` key applies to training only); a ``compile`` dict in the config
+supplies the ``torch.compile`` arguments.
 """
 import argparse
 import json
@@ -18,6 +22,7 @@ from mmengine.runner import Runner
 
 import vivit_mm  # noqa: F401  registers models, transforms, safe loading
 from vivit_mm.engine.reliability import check_checkpoint_file
+from vivit_mm.utils.compile import compile_backbone
 from vivit_mm.utils.dist import LAUNCHERS, setup_distributed
 
 # Hooks that initialise a model for training; a test loads a checkpoint.
@@ -50,6 +55,11 @@ def parse_args(argv=None):
         '--interval', type=int, default=1, help='visualise every N samples')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='display time (s)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the backbone (arguments from the config\'s '
+        '`compile` dict, if it has one); the first batch compiles')
     parser.add_argument(
         '--launcher', choices=LAUNCHERS, default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -107,6 +117,11 @@ def main(argv=None):
     check_checkpoint_file('CHECKPOINT', args.checkpoint)  # before building
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
+    if args.compile:
+        options = cfg.get('compile', None)
+        options = dict(options) if isinstance(options, dict) else {}
+        compile_backbone(runner.model, options)
+        runner.logger.info(f'Backbone compiled: torch.compile({options})')
     metrics = runner.test()
     if get_rank() == 0:
         out = osp.join(cfg.work_dir, 'test_metrics.json')

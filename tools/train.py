@@ -148,6 +148,13 @@ def merge_args(cfg: Config, args) -> Config:
     apply_reliability_defaults(cfg, exact_resume=not args.no_exact_resume,
                                nonfinite_loss=args.nonfinite_loss,
                                skip_bad_videos=args.skip_bad_videos)
+    if cfg.get('compile', None):
+        # mmengine's paramwise_cfg param groups are ConfigDicts, which
+        # torch.compile cannot trace; the hook makes them plain dicts.
+        hooks = list(cfg.get('custom_hooks', None) or [])
+        if not any(h.get('type') == 'PlainParamGroupsHook' for h in hooks):
+            hooks.append(dict(type='PlainParamGroupsHook'))
+        cfg.custom_hooks = hooks
     return cfg
 
 

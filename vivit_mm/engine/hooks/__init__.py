@@ -1,8 +1,9 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .exact_resume_hook import ExactResumeHook
 from .nonfinite_loss_hook import NonFiniteLossHook
+from .plain_param_groups_hook import PlainParamGroupsHook
 from .skipped_videos_hook import SkippedVideosHook
 from .vivit_init_hook import ViViTInitHook
 
 __all__ = ['ViViTInitHook', 'AtomicCheckpointHook', 'ExactResumeHook',
-           'NonFiniteLossHook', 'SkippedVideosHook']
+           'NonFiniteLossHook', 'SkippedVideosHook', 'PlainParamGroupsHook']
