@@ -5,15 +5,18 @@ Subclasses differ only where the paper does: the blocks they stack
 (:meth:`BaseViViT._build_block`) and, for Model 2, the encoder layout.
 """
 import copy
+import logging
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..utils.embed import TubeletEmbedding, UniformFrameEmbedding
+from ..utils.pos_embed import infer_token_grid, resize_pos_embed_3d
 from ..utils.transformer import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG,
                                  TransformerBlock, _norm, drop_path_rates)
 
@@ -185,6 +188,10 @@ class BaseViViT(BaseModule):
 
         self.patch_embed = self._build_tokenizer()
         self._build_encoder()
+        # A checkpoint made for another number of frames or resolution gets
+        # its position tables resized when it is loaded (load_from,
+        # load_checkpoint, load_state_dict), as mmpretrain's ViT does.
+        self._register_load_state_dict_pre_hook(self._resize_pos_embeds)
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -256,6 +263,46 @@ class BaseViViT(BaseModule):
         self.drop_after_pos = nn.Dropout(self.drop_rate)
         self.layers = self._build_stack(self.num_layers, self._build_block)
         self.norm = _norm(self.norm_cfg, self.embed_dims)
+
+    def pos_embed_tables(self) -> List[Tuple[str, Tuple[int, int, int],
+                                              bool, bool]]:
+        """The position tables: ``(name, (n_t, n_h, n_w), temporal,
+        spatial)`` with the token grid of the table's entries (after the
+        extra CLS entry) and which of its axes a checkpoint may resize."""
+        return [('pos_embed', self.grid, True, True)]
+
+    def _resize_pos_embeds(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Load-time pre-hook: resize a checkpoint's position tables made
+        for another number of frames (linear over time) or resolution
+        (bicubic over space) to this backbone's grid, and log it."""
+        for name, grid, temporal, spatial in self.pos_embed_tables():
+            key = prefix + name
+            table = state_dict.get(key, None)
+            ours = getattr(self, name, None)
+            if not torch.is_tensor(table) or ours is None \
+                    or table.shape == ours.shape:
+                continue
+            extra = self.num_extra_tokens
+            if table.dim() != 3 or table.shape[0] != 1 \
+                    or table.shape[2] != ours.shape[2] \
+                    or table.shape[1] <= extra:
+                continue  # not a resizable table: load_state_dict reports
+            try:
+                src = infer_token_grid(table.shape[1] - extra, grid,
+                                       temporal=temporal, spatial=spatial)
+            except ValueError as e:
+                raise ValueError(f'Loading {key} of shape '
+                                 f'{list(table.shape)} into shape '
+                                 f'{list(ours.shape)}: {e}') from None
+            resized = resize_pos_embed_3d(table[:, extra:], src, grid)
+            state_dict[key] = torch.cat([table[:, :extra], resized], dim=1)
+            how = ([] if src[1:] == grid[1:] else ['bicubic over space']) + \
+                ([] if src[0] == grid[0] else ['linear over time'])
+            print_log(
+                f'{type(self).__name__}: resized {key} from the '
+                f'(n_t, n_h, n_w) = {src} grid of the checkpoint to {grid} '
+                f'({", ".join(how)}).',
+                logger='current', level=logging.WARNING)
 
     # ------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:

@@ -66,6 +66,16 @@ class ViViTM2(BaseViViT):
                                                      self._build_block)
             self.temporal_norm = _norm(self.norm_cfg, D)
 
+    def pos_embed_tables(self):
+        """The spatial encoder's table (one frame's grid, resizable over
+        space) and the temporal encoder's (``n_t`` entries, resizable over
+        time); see :meth:`BaseViViT.pos_embed_tables`."""
+        n_t, n_h, n_w = self.grid
+        tables = [('pos_embed', (1, n_h, n_w), False, True)]
+        if self.num_temporal_layers > 0:
+            tables.append(('temporal_pos_embed', (n_t, 1, 1), True, False))
+        return tables
+
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial encoder alone: ``[B, C, T, H, W]`` -> one vector per
         temporal index, ``[B, n_t, D]``."""

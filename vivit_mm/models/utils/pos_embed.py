@@ -80,3 +80,98 @@ def tile_pos_embed(pos_embed: torch.Tensor,
     if num_temporal_tokens == 1:
         return pos_embed
     return pos_embed.repeat(1, num_temporal_tokens, 1)
+
+
+def infer_token_grid(num_tokens: int,
+                     grid: Sequence[int],
+                     temporal: bool = True,
+                     spatial: bool = True) -> Tuple[int, int, int]:
+    """The ``(n_t, n_h, n_w)`` grid of a position table with ``num_tokens``
+    entries that was made for a model like one with ``grid``, where only
+    the number of frames or only the resolution differs.
+
+    Candidates: the same spatial grid with another ``n_t``, or the same
+    ``n_t`` with a spatial grid of the same aspect ratio. A table that fits
+    neither, or (rarely) both, cannot be placed without knowing the other
+    model's input size, and raises ``ValueError``.
+
+    Args:
+        num_tokens (int): Entries of the table, extra (CLS) entries
+            excluded.
+        grid (tuple[int, int, int]): ``(n_t, n_h, n_w)`` of this model's
+            table.
+        temporal (bool): Whether ``n_t`` may differ (False for a purely
+            spatial table such as Model 2's spatial encoder's).
+        spatial (bool): Whether ``(n_h, n_w)`` may differ (False for
+            Model 2's temporal table).
+    """
+    n_t, n_h, n_w = (int(g) for g in grid)
+    if num_tokens == n_t * n_h * n_w:
+        return n_t, n_h, n_w
+    candidates = []
+    if temporal and num_tokens % (n_h * n_w) == 0:
+        candidates.append((num_tokens // (n_h * n_w), n_h, n_w))
+    if spatial and num_tokens % n_t == 0:
+        per_frame = num_tokens // n_t
+        # h' * w' = per_frame with h' / w' = n_h / n_w
+        h = round((per_frame * n_h / n_w)**0.5)
+        if h > 0 and per_frame % h == 0 and h * n_w == n_h * (per_frame // h):
+            candidates.append((n_t, h, per_frame // h))
+    candidates = sorted(set(candidates))
+    if len(candidates) != 1:
+        why = ('it fits both ' + ' and '.join(map(str, candidates))
+               if candidates else 'it is neither another number of temporal '
+               'tokens on the same spatial grid nor the same number of '
+               'temporal tokens on a spatial grid of the same aspect ratio')
+        raise ValueError(
+            f'Cannot resize a position embedding of {num_tokens} tokens to '
+            f'the (n_t, n_h, n_w) = {(n_t, n_h, n_w)} grid: {why}. Build the '
+            'backbone with the num_frames/img_size (and tubelet/patch '
+            'size) of the checkpoint, or resize the table yourself with '
+            'vivit_mm.models.utils.pos_embed.resize_pos_embed_3d.')
+    return candidates[0]
+
+
+def resize_pos_embed_3d(pos_embed: torch.Tensor,
+                        src_grid: Sequence[int],
+                        dst_grid: Sequence[int],
+                        mode: str = 'bicubic') -> torch.Tensor:
+    """Resize a time-major spatio-temporal position table
+    ``[1, t*h*w, D] -> [1, t'*h'*w', D]`` (no extra entries).
+
+    Each temporal slice is resized spatially as
+    :func:`resize_pos_embed_grid` does (bicubic by default); then every
+    spatial position is interpolated linearly over time
+    (``F.interpolate(mode='linear', align_corners=False)``), which keeps a
+    table that is constant over time constant. The two resizes act on
+    different axes, so their order does not matter.
+
+    Returns:
+        torch.Tensor: ``pos_embed`` itself when the grids are equal.
+    """
+    src_grid, dst_grid = tuple(src_grid), tuple(dst_grid)
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f'pos_embed must have shape [1, N, D], got '
+                         f'{list(pos_embed.shape)}.')
+    t, h, w = src_grid
+    T, H, W = dst_grid
+    if pos_embed.shape[1] != t * h * w:
+        raise ValueError(
+            f'pos_embed has {pos_embed.shape[1]} entries, which is not the '
+            f'{t}x{h}x{w} grid it is said to hold.')
+    if src_grid == dst_grid:
+        return pos_embed
+    D = pos_embed.shape[2]
+    dtype = pos_embed.dtype
+    x = pos_embed.reshape(t, h * w, D)
+    if (h, w) != (H, W):
+        x = torch.cat([
+            resize_pos_embed_grid(x[i:i + 1], (h, w), (H, W), mode)
+            for i in range(t)
+        ])  # [t, H*W, D]
+    if t != T:
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        work = F.interpolate(work.permute(1, 2, 0), size=T, mode='linear',
+                             align_corners=False)  # [H*W, D, T]
+        x = work.permute(2, 0, 1)
+    return x.reshape(1, T * H * W, D).to(dtype)
