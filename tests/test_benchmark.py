@@ -220,6 +220,29 @@ def test_benchmark_tool_on_a_config(tmp_path):
     assert (rec['name'], rec['frames']) == ('ViViTM4', 2)
     assert [r['variant'] for r in data['amp']['results']] == ['ViViTM4']
     assert data['amp']['results'][0]['rel_err'] < 5e-2
+    # no datasheet peak for a CPU: no MFU
+    assert data['amp']['bf16_peak'] is None
+    assert 'bf16_train_mfu' not in data['amp']['results'][0]
+
+
+def test_mfu_peak_lookup(monkeypatch):
+    tool = _load_tool()
+    args = tool.parse_args([])
+    cuda = torch.device('cuda')
+    for name, tflops in (('NVIDIA H100 80GB HBM3', 989.4),
+                         ('NVIDIA H100 PCIe', 756.5),
+                         ('NVIDIA H200', 989.4),
+                         ('NVIDIA A100-SXM4-40GB', 312.0),
+                         ('NVIDIA GeForce RTX 3090', None)):
+        monkeypatch.setattr(torch.cuda, 'get_device_name',
+                            lambda device=None, n=name: n)
+        got = tool.bf16_peak_flops(args, cuda)
+        assert got == (None if tflops is None else tflops * 1e12), name
+    assert tool.bf16_peak_flops(args, torch.device('cpu')) is None
+    args = tool.parse_args(['--peak-tflops', '100'])
+    assert tool.bf16_peak_flops(args, torch.device('cpu')) == 1e14
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--peak-tflops', '0'])
 
 
 def test_step_peak_memory_child_process():

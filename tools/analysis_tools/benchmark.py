@@ -127,8 +127,13 @@ def parse_args(argv=None):
                    help='keep freed memory in the process (glibc mallopt) '
                    'so that activations are not page-faulted in again '
                    'every pass; applies to every model alike')
+    p.add_argument('--peak-tflops', type=float, default=None,
+                   help='dense bf16 peak of the GPU from its datasheet, for '
+                   'MFU (default: known for A100/H100/H200, else no MFU)')
     p.add_argument('--out-dir', default='work_dirs/benchmark')
     args = p.parse_args(argv)
+    if args.peak_tflops is not None and args.peak_tflops <= 0:
+        p.error(f'--peak-tflops must be positive, got {args.peak_tflops}')
     for name in ('frames', 'batch', 'iters', 'img_size', 'patch_size',
                  'tubelet_size', 'compare_frames', 'cp_frames',
                  'cp_img_size'):
@@ -630,6 +635,26 @@ def checkpoint_section(rep: Report, args, device) -> None:
             f'{data[True]["train_s"] / data[False]["train_s"]:.2f}.', '')
 
 
+#: Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, in
+#: TFLOP/s, by a part of the name torch.cuda.get_device_name reports; first
+#: match wins. The denominator of MFU; --peak-tflops overrides it.
+BF16_PEAK_TFLOPS = (('H200', 989.4), ('H100 PCIe', 756.5),
+                    ('H100 NVL', 835.5), ('H100', 989.4), ('A100', 312.0))
+
+
+def bf16_peak_flops(args, device) -> Optional[float]:
+    """The GPU's datasheet bf16 peak (FLOP/s) for MFU, or None."""
+    if args.peak_tflops is not None:
+        return args.peak_tflops * 1e12
+    if torch.device(device).type != 'cuda':
+        return None
+    name = torch.cuda.get_device_name(device)
+    for part, tflops in BF16_PEAK_TFLOPS:
+        if part.lower() in name.lower():
+            return tflops * 1e12
+    return None
+
+
 def amp_section(rep: Report, args, device) -> None:
     dev_type = torch.device(device).type
     if dev_type == 'cuda' and not torch.cuda.is_bf16_supported():
@@ -638,6 +663,7 @@ def amp_section(rep: Report, args, device) -> None:
     load = load_average()
     bf16_gemm = max(matmul_rate([args.gemm_n], device=device,
                                 dtype=torch.bfloat16).values())
+    peak = bf16_peak_flops(args, device)
     rows, data = [], []
     for v, cfg in section_cfgs(args):
         c = vivit_case(v, cfg, args, device)
@@ -661,6 +687,9 @@ def amp_section(rep: Report, args, device) -> None:
         rec['bf16_train_util'] = (6 * c.macs / rec['bf16_train_s'] /
                                   bf16_gemm if 'bf16_train_s' in rec
                                   else math.nan)
+        if peak is not None:
+            rec['bf16_train_mfu'] = (6 * c.macs / rec['bf16_train_s'] / peak
+                                     if 'bf16_train_s' in rec else math.nan)
         data.append(rec)
         rows.append([v, f'{err:.1e}',
                      f'{args.batch / rec["fp32_fwd_s"]:.2f}',
@@ -668,18 +697,25 @@ def amp_section(rep: Report, args, device) -> None:
                      f'{rec["bf16_fwd_util"]:.0%}',
                      f'{args.batch / rec.get("fp32_train_s", math.nan):.2f}',
                      f'{args.batch / rec.get("bf16_train_s", math.nan):.2f}',
-                     f'{rec["bf16_train_util"]:.0%}'])
+                     f'{rec["bf16_train_util"]:.0%}'] +
+                    ([f'{rec["bf16_train_mfu"]:.1%}'] if peak else []))
         del c, amp
-    rep.data['amp'] = dict(bf16_gemm=bf16_gemm, load=load, results=data)
+    rep.data['amp'] = dict(bf16_gemm=bf16_gemm, bf16_peak=peak, load=load,
+                           results=data)
     rep.add(f'## bf16 autocast (`torch.autocast("{dev_type}", '
             'dtype=torch.bfloat16)`)', '',
             f'{section_shape(args)}, batch {args.batch}. rel err = ||bf16 - fp32||'
             ' / ||fp32|| of the features. bf16 util = achieved FLOP/s over '
             f'this run\'s bf16 {args.gemm_n}^2 GEMM rate '
-            f'({bf16_gemm / 1e9:.0f} GFLOP/s; medians, not paired).', '')
+            f'({bf16_gemm / 1e9:.0f} GFLOP/s; medians, not paired).' +
+            (f' MFU = model FLOPs of a training step (6 x MACs) per second '
+             f'over the datasheet bf16 peak ({peak / 1e12:.1f} TFLOP/s); '
+             'the step is forward + backward without the optimizer update.'
+             if peak else ''), '')
     rep.table(['variant', 'rel err', 'fp32 fwd clips/s', 'bf16 fwd clips/s',
                'bf16 fwd util', 'fp32 train clips/s', 'bf16 train clips/s',
-               'bf16 train util'], rows)
+               'bf16 train util'] + (['bf16 train MFU'] if peak else []),
+              rows)
 
 
 def section_cfgs(args) -> List[tuple]:
