@@ -283,6 +283,17 @@ def test_memory_and_speed_configs():
     compiled = Config.fromfile(ROOT / 'configs/vivit_m2_k400_compile.py')
     assert compiled.compile is True
     assert compiled.model.backbone.type == 'ViViTM2'
+    # the hook that lets compile trace paramwise_cfg param groups: added
+    # once with compile, never without
+    from vivit_mm.engine.hooks import add_plain_param_groups_hook
+    before = [h['type'] for h in compiled.custom_hooks]
+    for _ in range(2):
+        add_plain_param_groups_hook(compiled)
+    assert [h['type'] for h in compiled.custom_hooks] == \
+        before + ['PlainParamGroupsHook']
+    add_plain_param_groups_hook(cp)
+    assert 'PlainParamGroupsHook' not in [h['type'] for h in
+                                          cp.get('custom_hooks', [])]
 
 
 def test_tune_malloc_stops_page_faulting_reused_buffers():

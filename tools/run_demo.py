@@ -141,6 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if args.seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=args.seed)
 
+    from vivit_mm.engine.hooks import add_plain_param_groups_hook
+    add_plain_param_groups_hook(cfg)  # compile + paramwise_cfg
     prepare_data(cfg, args.data_seed)
     t_data = time.time() - start
     print(f'[demo] data ready in {t_data:.1f} s '

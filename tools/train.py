@@ -22,6 +22,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import vivit_mm  # noqa: F401  registers models, transforms, safe loading
+from vivit_mm.engine.hooks import add_plain_param_groups_hook
 from vivit_mm.engine.reliability import (apply_reliability_defaults,
                                          check_checkpoints,
                                          find_resumable_checkpoint)
@@ -148,13 +149,9 @@ def merge_args(cfg: Config, args) -> Config:
     apply_reliability_defaults(cfg, exact_resume=not args.no_exact_resume,
                                nonfinite_loss=args.nonfinite_loss,
                                skip_bad_videos=args.skip_bad_videos)
-    if cfg.get('compile', None):
-        # mmengine's paramwise_cfg param groups are ConfigDicts, which
-        # torch.compile cannot trace; the hook makes them plain dicts.
-        hooks = list(cfg.get('custom_hooks', None) or [])
-        if not any(h.get('type') == 'PlainParamGroupsHook' for h in hooks):
-            hooks.append(dict(type='PlainParamGroupsHook'))
-        cfg.custom_hooks = hooks
+    # with compile: paramwise_cfg param groups are ConfigDicts, which
+    # torch.compile cannot trace; the hook makes them plain dicts.
+    add_plain_param_groups_hook(cfg)
     return cfg
 
 

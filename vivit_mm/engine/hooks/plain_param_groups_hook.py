@@ -2,6 +2,7 @@
 ``torch.compile`` can trace the optimizer step of a config with a
 ``paramwise_cfg``."""
 from mmaction.registry import HOOKS
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapperDict
 
@@ -40,8 +41,9 @@ class PlainParamGroupsHook(Hook):
     Nothing else changes: same parameters, learning rates, weight decays
     and optimizer state.
 
-    ``tools/train.py`` adds it whenever the config sets ``compile``; add it
-    to ``custom_hooks`` yourself when you build the Runner in your own code.
+    ``tools/train.py`` and ``tools/run_demo.py`` add it whenever the config
+    sets ``compile`` (:func:`add_plain_param_groups_hook`); add it to
+    ``custom_hooks`` yourself when you build the Runner in your own code.
     """
 
     priority = 'VERY_HIGH'
@@ -55,3 +57,14 @@ class PlainParamGroupsHook(Hook):
             runner.logger.info(f'PlainParamGroupsHook: {replaced} optimizer '
                                'parameter groups made plain dicts (for '
                                'torch.compile).')
+
+
+def add_plain_param_groups_hook(cfg: Config) -> Config:
+    """Add :class:`PlainParamGroupsHook` to ``cfg.custom_hooks`` (in place)
+    when ``cfg`` sets ``compile`` and does not have the hook yet."""
+    if cfg.get('compile', None):
+        hooks = list(cfg.get('custom_hooks', None) or [])
+        if not any(h.get('type') == 'PlainParamGroupsHook' for h in hooks):
+            hooks.append(dict(type='PlainParamGroupsHook'))
+        cfg.custom_hooks = hooks
+    return cfg
