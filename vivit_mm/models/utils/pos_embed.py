@@ -4,6 +4,7 @@ time, split off the CLS entry.
 All functions are pure (they return new tensors, never modify their inputs)
 and return the input unchanged when there is nothing to do.
 """
+import math
 from typing import Sequence, Tuple
 
 import torch
@@ -24,6 +25,17 @@ def split_extra_tokens(pos_embed: torch.Tensor, num_extra_tokens: int
         raise ValueError(f'num_extra_tokens must be in [0, '
                          f'{pos_embed.shape[1]}], got {num_extra_tokens}.')
     return pos_embed[:, :num_extra_tokens], pos_embed[:, num_extra_tokens:]
+
+
+def _check_table(pos_embed: torch.Tensor, grid: Tuple[int, ...]) -> None:
+    """``pos_embed`` is ``[1, N, D]`` with ``N`` the product of ``grid``."""
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f'pos_embed must have shape [1, N, D], got '
+                         f'{list(pos_embed.shape)}.')
+    if pos_embed.shape[1] != math.prod(grid):
+        raise ValueError(
+            f'pos_embed has {pos_embed.shape[1]} entries, which is not the '
+            f'{"x".join(map(str, grid))} grid it is said to hold.')
 
 
 def resize_pos_embed_grid(pos_embed: torch.Tensor,
@@ -51,13 +63,7 @@ def resize_pos_embed_grid(pos_embed: torch.Tensor,
         raise ValueError(f'interpolation must be one of {INTERPOLATIONS}, '
                          f'got {mode!r}.')
     src_grid, dst_grid = tuple(src_grid), tuple(dst_grid)
-    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
-        raise ValueError(f'pos_embed must have shape [1, N, D], got '
-                         f'{list(pos_embed.shape)}.')
-    if pos_embed.shape[1] != src_grid[0] * src_grid[1]:
-        raise ValueError(
-            f'pos_embed has {pos_embed.shape[1]} entries, which is not the '
-            f'{src_grid[0]}x{src_grid[1]} grid it is said to hold.')
+    _check_table(pos_embed, src_grid)
     if src_grid == dst_grid:
         return pos_embed
     D = pos_embed.shape[2]
@@ -150,15 +156,9 @@ def resize_pos_embed_3d(pos_embed: torch.Tensor,
         torch.Tensor: ``pos_embed`` itself when the grids are equal.
     """
     src_grid, dst_grid = tuple(src_grid), tuple(dst_grid)
-    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
-        raise ValueError(f'pos_embed must have shape [1, N, D], got '
-                         f'{list(pos_embed.shape)}.')
+    _check_table(pos_embed, src_grid)
     t, h, w = src_grid
     T, H, W = dst_grid
-    if pos_embed.shape[1] != t * h * w:
-        raise ValueError(
-            f'pos_embed has {pos_embed.shape[1]} entries, which is not the '
-            f'{t}x{h}x{w} grid it is said to hold.')
     if src_grid == dst_grid:
         return pos_embed
     D = pos_embed.shape[2]
