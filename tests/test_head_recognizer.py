@@ -66,6 +66,24 @@ def test_label_smoothing_comes_from_base_head():
     torch.testing.assert_close(loss, ref)
 
 
+def test_recognizer_loss_under_bf16_autocast():
+    """Mixed precision (AmpOptimWrapper with dtype='bfloat16' on a GPU,
+    BF16OptimWrapper on a CPU) runs the loss under autocast: the scores
+    come out float32, so BaseHead's NumPy top-k accuracy accepts them."""
+    model = recognizer()
+    inputs = torch.randint(0, 255, (2, 1, 3, 4, 32, 32)).float()
+    data = model.data_preprocessor(
+        dict(inputs=list(inputs), data_samples=samples([1, 3])), True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        feats = model.extract_feat(data['inputs'])[0]
+        assert model.cls_head.fc_cls(feats).dtype == torch.bfloat16
+        assert model.cls_head(feats).dtype == torch.float32
+        losses = model(**data, mode='loss')
+    assert losses['loss_cls'].dtype == torch.float32
+    assert torch.isfinite(losses['loss_cls'])
+    assert 'top1_acc' in losses
+
+
 @pytest.mark.parametrize('backbone', ['ViViTM1', 'ViViTM2', 'ViViTM3',
                                       'ViViTM4'])
 def test_recognizer3d_trains_and_averages_views(backbone):

@@ -1,5 +1,6 @@
 """NaN/inf losses stop the run before the update (or are skipped, counted
-and bounded); ``--amp`` trains with dynamic loss scaling."""
+and bounded); ``--amp`` trains with dynamic loss scaling on a GPU and with
+bf16 autocast (``BF16OptimWrapper``) without one."""
 import glob
 import math
 import os
@@ -194,11 +195,45 @@ def _train_configs():
     return sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
 
 
-def test_amp_flag_needs_cuda():
+def test_amp_flag_without_cuda_uses_the_bf16_wrapper():
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'vivit_m2_k400.py'))
     with patch('torch.cuda.is_available', return_value=False):
-        with pytest.raises(ValueError, match='--amp needs a CUDA device'):
-            TRAIN.merge_args(cfg, TRAIN.parse_args(['x.py', '--amp']))
+        cfg = TRAIN.merge_args(cfg, TRAIN.parse_args(['x.py', '--amp']))
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+    assert cfg.optim_wrapper.optimizer.type == 'SGD'
+    # a config that already asks for the GPU wrapper is switched too
+    cfg = Config.fromfile(os.path.join(REPO, 'configs',
+                                       'vivit_m2_k400_amp.py'))
+    with patch('torch.cuda.is_available', return_value=False):
+        cfg = TRAIN.merge_args(cfg, TRAIN.parse_args(['x.py', '--amp']))
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    assert 'dtype' not in cfg.optim_wrapper
+
+
+def test_bf16_wrapper_trains_on_cpu_with_the_nonfinite_hook(tmp_path):
+    """BF16OptimWrapper builds without CUDA, autocasts the forward to bf16,
+    keeps float32 parameters, and NonFiniteLossHook wraps it like any
+    OptimWrapper."""
+    runner, weights = _runner(tmp_path, {5: math.nan},
+                              dict(type='NonFiniteLossHook', action='skip'),
+                              wrapper='BF16OptimWrapper')
+    runner.train()
+    assert type(runner.optim_wrapper).__name__ == 'BF16OptimWrapper'
+    assert set(runner.model.dtypes) == {torch.bfloat16}  # every forward
+    assert runner.model.fc.weight.dtype == torch.float32
+    assert torch.equal(weights.after[2], weights.after[1])  # skipped
+    assert not torch.equal(weights.after[3], weights.after[2])
+    assert torch.isfinite(runner.model.fc.weight).all()
+    # the same run in float32 ends elsewhere: autocast changed the numbers
+    fp32, fp32_weights = _runner(tmp_path / 'fp32', {5: math.nan},
+                                 dict(type='NonFiniteLossHook',
+                                      action='skip'))
+    fp32.train()
+    assert set(fp32.model.dtypes) == {torch.float32}
+    assert not torch.equal(fp32_weights.after[-1], weights.after[-1])
+    torch.testing.assert_close(fp32_weights.after[-1], weights.after[-1],
+                               rtol=0.05, atol=0.02)
 
 
 @pytest.mark.parametrize('config', [os.path.basename(p)

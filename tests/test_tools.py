@@ -213,6 +213,19 @@ def test_train_compile_with_paramwise_cfg_matches_eager(trained, tmp_path):
     assert {g['lr_mult'] for g in groups if 'lr_mult' in g} == {10.0}
 
 
+def test_train_amp_on_cpu_trains_in_bf16(trained, tmp_path):
+    """--amp without CUDA: BF16OptimWrapper, float32 checkpoint."""
+    proc = run([sys.executable, 'tools/train.py', str(trained / 'cfg.py'),
+                '--work-dir', str(tmp_path / 'amp'), '--amp',
+                '--cfg-options', 'train_cfg.max_epochs=1'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "type='BF16OptimWrapper'" in log
+    state = safe_load(tmp_path / 'amp' / 'epoch_1.pth')['state_dict']
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all()
+               for v in state.values() if v.is_floating_point())
+
+
 def test_test_tool_compile_matches_eager(trained):
     cfg, ckpt = str(trained / 'cfg.py'), str(trained / 'wd' / 'epoch_2.pth')
     dumps = []

@@ -23,6 +23,7 @@ from mmengine.runner import Runner
 
 import vivit_mm  # noqa: F401  registers models, transforms, safe loading
 from vivit_mm.engine.hooks import add_plain_param_groups_hook
+from vivit_mm.engine.optim_wrapper import cpu_has_native_bf16
 from vivit_mm.engine.reliability import (apply_reliability_defaults,
                                          check_checkpoints,
                                          find_resumable_checkpoint)
@@ -60,7 +61,8 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='automatic mixed precision with dynamic loss scaling (GPU)')
+        help='mixed precision: AmpOptimWrapper (dynamic loss scaling) with '
+        'CUDA, BF16OptimWrapper (bf16 autocast) on a machine without CUDA')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -109,15 +111,23 @@ def merge_args(cfg: Config, args) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
-        if not torch.cuda.is_available():
-            raise ValueError('--amp needs a CUDA device (mmengine\'s '
-                             'AmpOptimWrapper does not run on the CPU).')
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
+                           'BF16OptimWrapper'):
             raise ValueError(f'--amp supports optim_wrapper.type '
                              f"'OptimWrapper', got {wrapper!r}.")
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:
+            # mmengine's AmpOptimWrapper refuses to run without CUDA
+            cfg.optim_wrapper.type = 'BF16OptimWrapper'
+            for key in ('loss_scale', 'dtype', 'use_fsdp'):
+                cfg.optim_wrapper.pop(key, None)
+            if not cpu_has_native_bf16():
+                print('--amp: this CPU has no native bf16 (AVX-512 BF16 or '
+                      'AMX); bf16 autocast will be emulated and slower than '
+                      'float32.')
 
     if args.resume is not None and args.resume != 'auto':
         cfg.resume = True

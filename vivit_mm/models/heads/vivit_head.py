@@ -68,7 +68,8 @@ class ViViTHead(BaseHead):
         nn.init.zeros_(self.fc_cls.bias)
 
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        """``[B, D]`` pooled features -> ``[B, num_classes]`` scores."""
+        """``[B, D]`` pooled features -> ``[B, num_classes]`` float32
+        scores."""
         if x.dim() != 2 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'ViViTHead expects pooled features [B, {self.in_channels}], '
@@ -76,4 +77,7 @@ class ViViTHead(BaseHead):
                 'embed_dims.')
         if self.dropout is not None:
             x = self.dropout(x)
-        return self.fc_cls(x)
+        # float32 scores also under bf16/fp16 autocast: the loss is taken in
+        # float32, and BaseHead's top-k accuracy converts the scores to
+        # NumPy, which has no bfloat16.
+        return self.fc_cls(x).float()
