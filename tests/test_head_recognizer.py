@@ -82,6 +82,10 @@ def test_recognizer_loss_under_bf16_autocast():
     assert losses['loss_cls'].dtype == torch.float32
     assert torch.isfinite(losses['loss_cls'])
     assert 'top1_acc' in losses
+    # float64 stays float64 (no silent downcast)
+    head = model.cls_head.double()
+    assert head(torch.randn(2, 32, dtype=torch.float64)).dtype == \
+        torch.float64
 
 
 @pytest.mark.parametrize('backbone', ['ViViTM1', 'ViViTM2', 'ViViTM3',

@@ -68,8 +68,8 @@ class ViViTHead(BaseHead):
         nn.init.zeros_(self.fc_cls.bias)
 
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        """``[B, D]`` pooled features -> ``[B, num_classes]`` float32
-        scores."""
+        """``[B, D]`` pooled features -> ``[B, num_classes]`` scores (float32
+        for a half-precision or autocast forward)."""
         if x.dim() != 2 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'ViViTHead expects pooled features [B, {self.in_channels}], '
@@ -77,7 +77,10 @@ class ViViTHead(BaseHead):
                 'embed_dims.')
         if self.dropout is not None:
             x = self.dropout(x)
+        scores = self.fc_cls(x)
         # float32 scores also under bf16/fp16 autocast: the loss is taken in
         # float32, and BaseHead's top-k accuracy converts the scores to
-        # NumPy, which has no bfloat16.
-        return self.fc_cls(x).float()
+        # NumPy, which has no bfloat16. float64 models keep float64.
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
+        return scores
