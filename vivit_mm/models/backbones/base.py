@@ -291,9 +291,12 @@ class BaseViViT(BaseModule):
                 src = infer_token_grid(table.shape[1] - extra, grid,
                                        temporal=temporal, spatial=spatial)
             except ValueError as e:
-                raise ValueError(f'Loading {key} of shape '
-                                 f'{list(table.shape)} into shape '
-                                 f'{list(ours.shape)}: {e}') from None
+                raise ValueError(
+                    f'Loading {key} of shape {list(table.shape)} into shape '
+                    f'{list(ours.shape)}: {e} (To start from an image ViT '
+                    'checkpoint, use ViViTInitHook or '
+                    'vivit_mm.inflate_image_weights, not load_from or '
+                    'init_cfg.)') from None
             resized = resize_pos_embed_3d(table[:, extra:], src, grid)
             state_dict[key] = torch.cat([table[:, :extra], resized], dim=1)
             how = ([] if src[1:] == grid[1:] else ['bicubic over space']) + \
