@@ -112,10 +112,10 @@ def merge_args(cfg: Config, args) -> Config:
 
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper not in ('OptimWrapper', 'AmpOptimWrapper',
-                           'BF16OptimWrapper'):
-            raise ValueError(f'--amp supports optim_wrapper.type '
-                             f"'OptimWrapper', got {wrapper!r}.")
+        supported = ('OptimWrapper', 'AmpOptimWrapper', 'BF16OptimWrapper')
+        if wrapper not in supported:
+            raise ValueError(f'--amp supports optim_wrapper.type in '
+                             f'{supported}, got {wrapper!r}.')
         if torch.cuda.is_available():
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')

@@ -141,7 +141,8 @@ def check_checkpoints(cfg: Config) -> None:
                 'from scratch)')
 
 
-def _hook_types(cfg: Config) -> List[str]:
+def hook_types(cfg: Config) -> List[str]:
+    """The ``type`` of every hook in ``cfg.custom_hooks``."""
     return [h.get('type') for h in cfg.get('custom_hooks', None) or []
             if isinstance(h, dict)]
 
@@ -173,7 +174,7 @@ def apply_reliability_defaults(cfg: Config,
             and hooks.checkpoint.get('type') == 'CheckpointHook':
         hooks.checkpoint.type = 'AtomicCheckpointHook'
     custom = list(cfg.get('custom_hooks', None) or [])
-    types = _hook_types(cfg)
+    types = hook_types(cfg)
     if exact_resume and 'ExactResumeHook' not in types:
         custom.append(ConfigDict(type='ExactResumeHook'))
     if 'NonFiniteLossHook' not in types:

@@ -6,6 +6,8 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapperDict
 
+from ..reliability import hook_types
+
 
 def plain_param_groups(optimizer) -> int:
     """Replace every parameter group of ``optimizer`` that is a ``dict``
@@ -62,9 +64,8 @@ class PlainParamGroupsHook(Hook):
 def add_plain_param_groups_hook(cfg: Config) -> Config:
     """Add :class:`PlainParamGroupsHook` to ``cfg.custom_hooks`` (in place)
     when ``cfg`` sets ``compile`` and does not have the hook yet."""
-    if cfg.get('compile', None):
-        hooks = list(cfg.get('custom_hooks', None) or [])
-        if not any(h.get('type') == 'PlainParamGroupsHook' for h in hooks):
-            hooks.append(dict(type='PlainParamGroupsHook'))
-        cfg.custom_hooks = hooks
+    if cfg.get('compile', None) and \
+            'PlainParamGroupsHook' not in hook_types(cfg):
+        cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+            dict(type='PlainParamGroupsHook')]
     return cfg

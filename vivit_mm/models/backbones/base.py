@@ -16,7 +16,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..utils.embed import TubeletEmbedding, UniformFrameEmbedding
-from ..utils.pos_embed import infer_token_grid, resize_pos_embed_3d
+from ..utils.pos_embed import (infer_token_grid, resize_pos_embed_3d,
+                               split_extra_tokens)
 from ..utils.transformer import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG,
                                  TransformerBlock, _norm, drop_path_rates)
 
@@ -297,8 +298,9 @@ class BaseViViT(BaseModule):
                     'checkpoint, use ViViTInitHook or '
                     'vivit_mm.inflate_image_weights, not load_from or '
                     'init_cfg.)') from None
-            resized = resize_pos_embed_3d(table[:, extra:], src, grid)
-            state_dict[key] = torch.cat([table[:, :extra], resized], dim=1)
+            cls_entries, entries = split_extra_tokens(table, extra)
+            state_dict[key] = torch.cat(
+                [cls_entries, resize_pos_embed_3d(entries, src, grid)], dim=1)
             how = ([] if src[1:] == grid[1:] else ['bicubic over space']) + \
                 ([] if src[0] == grid[0] else ['linear over time'])
             print_log(
