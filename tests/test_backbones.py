@@ -207,8 +207,15 @@ def test_model3_attention_neighbourhoods(tiny_cfg):
     y = x.clone()
     t, s = 1, 5
     y[:, t * 16 + s] += torch.randn(32)  # token (t, s)
-    space = (block._spatial(y) - block._spatial(x)).abs().sum(-1)
-    time = (block._temporal(y) - block._temporal(x)).abs().sum(-1)
+
+    def spatial(z):
+        return block.attn(block.norm1(z))
+
+    def temporal(z):
+        return block.temporal_attn(block.temporal_norm(z))
+
+    space = (spatial(y) - spatial(x)).abs().sum(-1)
+    time = (temporal(y) - temporal(x)).abs().sum(-1)
     space, time = space.reshape(4, 16) > 1e-6, time.reshape(4, 16) > 1e-6
     expected_space = torch.zeros(4, 16, dtype=torch.bool)
     expected_space[t] = True

@@ -184,7 +184,7 @@ def backbone_cfg(cfg: dict, args, frames: Optional[int],
 
 def parse_zoo_arch(name: str) -> dict:
     from vivit_mm.models import BaseViViT
-    return BaseViViT._parse_arch(name)
+    return BaseViViT.parse_arch(name)
 
 
 def build(cfg: dict, device) -> torch.nn.Module:

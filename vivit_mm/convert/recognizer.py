@@ -142,7 +142,7 @@ def arch_name(arch: dict) -> Union[str, dict]:
 
 def _embed_dims(arch: Union[str, dict]) -> int:
     from ..models.backbones.base import BaseViViT
-    return BaseViViT._parse_arch(arch)['embed_dims']
+    return BaseViViT.parse_arch(arch)['embed_dims']
 
 
 def write_config(cfg: Mapping, path: Union[str, os.PathLike],

@@ -1,12 +1,15 @@
 """What the four ViViT variants share: arch zoo, option checks, tokeniser,
-position embedding, CLS token, pooling, stochastic depth and initialisation.
+the ViT encoder unit (CLS token + position table + blocks + final norm),
+pooling, stochastic depth and initialisation.
 
-Subclasses differ only where the paper does: the blocks they stack
-(:meth:`BaseViViT._build_block`) and, for Model 2, the encoder layout.
+Subclasses differ only where the paper does: the attention sub-layers of a
+block (:meth:`BaseViViT.attention_layout`) and, for Model 2, which encoders
+run on which tokens (:meth:`BaseViViT._build_encoders`).
 """
 import copy
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine.logging import print_log
@@ -15,38 +18,43 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ...utils import checks
 from ..utils.embed import TubeletEmbedding, UniformFrameEmbedding
 from ..utils.pos_embed import (infer_token_grid, resize_pos_embed_3d,
                                split_extra_tokens)
 from ..utils.transformer import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG,
-                                 TransformerBlock, _norm, drop_path_rates)
+                                 JOINT_ATTENTION, AttentionLayout,
+                                 TransformerBlock, build_norm,
+                                 drop_path_rates, norm_name)
 
 
-def _pair(x: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
-    if isinstance(x, int):
-        return (x, x)
-    if (isinstance(x, (tuple, list)) and len(x) == 2
-            and all(isinstance(v, int) for v in x)):
-        return tuple(x)
-    raise ValueError(f'{name} must be an int or a pair of ints, got {x!r}.')
+@dataclass(frozen=True)
+class Encoder:
+    """One ViT encoder of a backbone: its parameters are the backbone's
+    ``{prefix}cls_token``, ``{prefix}pos_embed``, ``{prefix}layers`` and
+    ``{prefix}norm``.
 
+    Attributes:
+        prefix (str): ``''`` for the encoder that takes the image ViT's
+            weights, e.g. ``'temporal_'`` for Model 2's temporal encoder.
+        grid (tuple[int, int, int]): ``(n_t, n_h, n_w)`` of the tokens it
+            sees (its position table has one entry per token, after the CLS
+            entry).
+        depth (int): Number of blocks.
+        resize_time (bool): Whether a checkpoint's table may have another
+            ``n_t`` (it is resized linearly over time when loaded).
+        resize_space (bool): Whether it may have another ``(n_h, n_w)``
+            (resized bicubically over space).
+    """
+    prefix: str
+    grid: Tuple[int, int, int]
+    depth: int
+    resize_time: bool = True
+    resize_space: bool = True
 
-def _positive_int(x, name: str) -> int:
-    if not isinstance(x, int) or isinstance(x, bool) or x <= 0:
-        raise ValueError(f'{name} must be a positive int, got {x!r}.')
-    return x
-
-
-def _flag(x, name: str) -> bool:
-    if not isinstance(x, bool):
-        raise ValueError(f'{name} must be True or False, got {x!r}.')
-    return x
-
-
-def _rate(x, name: str) -> float:
-    if not isinstance(x, (int, float)) or not 0.0 <= x < 1.0:
-        raise ValueError(f'{name} must be a number in [0, 1), got {x!r}.')
-    return float(x)
+    def key(self, name: str) -> str:
+        """The backbone's name of this encoder's ``name`` part."""
+        return self.prefix + name
 
 
 class BaseViViT(BaseModule):
@@ -87,7 +95,9 @@ class BaseViViT(BaseModule):
             Defaults to False.
         fused_attn (bool): Fused ``scaled_dot_product_attention`` (True) or
             the explicit formula (False, for tests). Defaults to True.
-        init_cfg (dict | list, optional): mmengine initialisation config.
+        init_cfg (dict | list, optional): mmengine initialisation config,
+            applied after the default initialisation (see
+            :meth:`init_weights`).
     """
 
     arch_zoo: Dict[str, dict] = {
@@ -105,6 +115,8 @@ class BaseViViT(BaseModule):
                       'feedforward_channels')
     TOKENIZERS = ('tubelet', 'uniform')
     POOLINGS = ('token', 'gap')
+    #: The paper's model number (section 3.3).
+    paper_model: int = 0
     #: Pooling when the user gives none, and the poolings a variant accepts.
     default_pooling = 'token'
     allowed_poolings: Tuple[str, ...] = POOLINGS
@@ -128,7 +140,7 @@ class BaseViViT(BaseModule):
                  fused_attn: bool = True,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._parse_arch(arch)
+        self.arch_settings = self.parse_arch(arch)
         self.embed_dims = self.arch_settings['embed_dims']
         self.num_layers = self.arch_settings['num_layers']
         self.num_heads = self.arch_settings['num_heads']
@@ -137,12 +149,51 @@ class BaseViViT(BaseModule):
             raise ValueError(
                 f'arch embed_dims ({self.embed_dims}) must be divisible by '
                 f'num_heads ({self.num_heads}).')
+        self._check_sizes(img_size, num_frames, patch_size, tubelet_size,
+                          in_channels, tokenizer)
+        self.tokenizer = tokenizer
+        pooling = self.default_pooling if pooling is None else pooling
+        if pooling not in self.allowed_poolings:
+            raise ValueError(
+                f'{type(self).__name__} accepts pooling in '
+                f'{self.allowed_poolings}, got {pooling!r}.' +
+                (' Its factorised attention has no CLS token (paper '
+                 'section 3.3); use pooling=\'gap\'.'
+                 if pooling == 'token' else ''))
+        self.pooling = pooling
+        self.drop_rate = checks.rate(drop_rate, 'drop_rate')
+        self.attn_drop_rate = checks.rate(attn_drop_rate, 'attn_drop_rate')
+        self.drop_path_rate = checks.rate(drop_path_rate, 'drop_path_rate')
+        self.qkv_bias = checks.flag(qkv_bias, 'qkv_bias')
+        self.act_cfg = copy.deepcopy(act_cfg)
+        self.norm_cfg = copy.deepcopy(norm_cfg)
+        self.with_cp = checks.flag(with_cp, 'with_cp')
+        self.fused_attn = checks.flag(fused_attn, 'fused_attn')
 
-        self.img_size = _pair(img_size, 'img_size')
-        self.patch_size = _pair(patch_size, 'patch_size')
-        self.num_frames = _positive_int(num_frames, 'num_frames')
-        self.tubelet_size = _positive_int(tubelet_size, 'tubelet_size')
-        self.in_channels = _positive_int(in_channels, 'in_channels')
+        # [n_t, n_h, n_w]: the token grid.
+        self.grid = (self.num_frames // self.tubelet_size,
+                     self.img_size[0] // self.patch_size[0],
+                     self.img_size[1] // self.patch_size[1])
+        self.num_temporal_tokens = self.grid[0]
+        self.num_spatial_tokens = self.grid[1] * self.grid[2]
+
+        self.patch_embed = self._build_tokenizer()
+        self.drop_after_pos = nn.Dropout(self.drop_rate)
+        self.encoders: List[Encoder] = []
+        self._build_encoders()
+        # A checkpoint made for another number of frames or resolution gets
+        # its position tables resized when it is loaded (load_from,
+        # load_checkpoint, load_state_dict), as mmpretrain's ViT does.
+        self._register_load_state_dict_pre_hook(self._resize_pos_embeds)
+
+    # ------------------------------------------------------------ building
+    def _check_sizes(self, img_size, num_frames, patch_size, tubelet_size,
+                     in_channels, tokenizer) -> None:
+        self.img_size = checks.int_pair(img_size, 'img_size')
+        self.patch_size = checks.int_pair(patch_size, 'patch_size')
+        self.num_frames = checks.positive_int(num_frames, 'num_frames')
+        self.tubelet_size = checks.positive_int(tubelet_size, 'tubelet_size')
+        self.in_channels = checks.positive_int(in_channels, 'in_channels')
         for s, p, axis in zip(self.img_size, self.patch_size,
                               ('height', 'width')):
             if p <= 0 or s % p != 0:
@@ -161,42 +212,10 @@ class BaseViViT(BaseModule):
                 "tokenizer='uniform' (uniform frame sampling) embeds each "
                 f'frame on its own and needs tubelet_size=1, got '
                 f'{self.tubelet_size}; use tokenizer=\'tubelet\' for t > 1.')
-        self.tokenizer = tokenizer
-        pooling = self.default_pooling if pooling is None else pooling
-        if pooling not in self.allowed_poolings:
-            raise ValueError(
-                f'{type(self).__name__} accepts pooling in '
-                f'{self.allowed_poolings}, got {pooling!r}.' +
-                (' Its factorised attention has no CLS token (paper '
-                 'section 3.3); use pooling=\'gap\'.'
-                 if pooling == 'token' else ''))
-        self.pooling = pooling
-        self.drop_rate = _rate(drop_rate, 'drop_rate')
-        self.attn_drop_rate = _rate(attn_drop_rate, 'attn_drop_rate')
-        self.drop_path_rate = _rate(drop_path_rate, 'drop_path_rate')
-        self.qkv_bias = _flag(qkv_bias, 'qkv_bias')
-        self.act_cfg = copy.deepcopy(act_cfg)
-        self.norm_cfg = copy.deepcopy(norm_cfg)
-        self.with_cp = _flag(with_cp, 'with_cp')
-        self.fused_attn = _flag(fused_attn, 'fused_attn')
 
-        # [n_t, n_h, n_w]: the token grid.
-        self.grid = (self.num_frames // self.tubelet_size,
-                     self.img_size[0] // self.patch_size[0],
-                     self.img_size[1] // self.patch_size[1])
-        self.num_temporal_tokens = self.grid[0]
-        self.num_spatial_tokens = self.grid[1] * self.grid[2]
-
-        self.patch_embed = self._build_tokenizer()
-        self._build_encoder()
-        # A checkpoint made for another number of frames or resolution gets
-        # its position tables resized when it is loaded (load_from,
-        # load_checkpoint, load_state_dict), as mmpretrain's ViT does.
-        self._register_load_state_dict_pre_hook(self._resize_pos_embeds)
-
-    # ------------------------------------------------------------ building
     @classmethod
-    def _parse_arch(cls, arch: Union[str, dict]) -> dict:
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        """The four essential settings of ``arch`` (a zoo name or a dict)."""
         if isinstance(arch, str):
             key = arch.lower()
             if key not in cls.arch_zoo:
@@ -211,9 +230,19 @@ class BaseViViT(BaseModule):
                 raise ValueError(f'Custom arch dict is missing {missing}; it '
                                  f'needs {cls.ESSENTIAL_KEYS}.')
             for k in cls.ESSENTIAL_KEYS:
-                _positive_int(arch[k], f'arch[{k!r}]')
+                checks.positive_int(arch[k], f'arch[{k!r}]')
             return {k: arch[k] for k in cls.ESSENTIAL_KEYS}
         raise ValueError(f'arch must be a str or a dict, got {arch!r}.')
+
+    @classmethod
+    def arch_name(cls, arch: Union[str, dict]) -> Union[str, dict]:
+        """``'b'``, ``'l'`` or ``'h'`` when ``arch`` is that zoo entry, else
+        its essential settings (for short, clear configs)."""
+        settings = cls.parse_arch(arch)
+        for name in ('b', 'l', 'h'):
+            if cls.arch_zoo[name] == settings:
+                return name
+        return settings
 
     def _build_tokenizer(self) -> nn.Module:
         if self.tokenizer == 'uniform':
@@ -222,8 +251,14 @@ class BaseViViT(BaseModule):
         return TubeletEmbedding(self.in_channels, self.embed_dims,
                                 self.patch_size, self.tubelet_size)
 
-    def _block_kwargs(self, drop_path_rate: float) -> dict:
-        return dict(
+    def attention_layout(self) -> AttentionLayout:
+        """The attention sub-layers of every block, in the order they run,
+        as ``(name, head axes)`` (see :class:`TransformerBlock`). Joint
+        attention over all tokens by default."""
+        return JOINT_ATTENTION
+
+    def _build_block(self, drop_path_rate: float) -> nn.Module:
+        return TransformerBlock(
             embed_dims=self.embed_dims,
             num_heads=self.num_heads,
             feedforward_channels=self.feedforward_channels,
@@ -233,55 +268,62 @@ class BaseViViT(BaseModule):
             qkv_bias=self.qkv_bias,
             act_cfg=self.act_cfg,
             norm_cfg=self.norm_cfg,
-            fused_attn=self.fused_attn)
-
-    def _build_block(self, drop_path_rate: float) -> nn.Module:
-        """One encoder block; joint spatio-temporal attention by default."""
-        return TransformerBlock(**self._block_kwargs(drop_path_rate))
-
-    def _build_stack(self, num_layers: int, block_fn) -> nn.ModuleList:
-        return nn.ModuleList(
-            block_fn(r)
-            for r in drop_path_rates(self.drop_path_rate, num_layers))
+            fused_attn=self.fused_attn,
+            attention=self.attention_layout(),
+            grid=(self.num_temporal_tokens, self.num_spatial_tokens))
 
     @property
     def num_extra_tokens(self) -> int:
         """1 when a CLS token is prepended, else 0."""
         return int(self.pooling == 'token')
 
-    def _build_encoder(self) -> None:
-        """One encoder over all ``n_t * n_h * n_w`` tokens (Models 1, 3, 4).
+    def _add_encoder(self, encoder: Encoder) -> None:
+        """Register one ViT encoder: ``{prefix}cls_token`` (with
+        ``pooling='token'``), ``{prefix}pos_embed`` (one entry per token of
+        ``encoder.grid``, time-major, after the CLS entry), ``{prefix}layers``
+        and ``{prefix}norm``."""
+        D, n = self.embed_dims, encoder.grid[0] * encoder.grid[1] * \
+            encoder.grid[2]
+        setattr(self, encoder.key('cls_token'),
+                nn.Parameter(torch.zeros(1, 1, D))
+                if self.pooling == 'token' else None)
+        setattr(self, encoder.key('pos_embed'), nn.Parameter(
+            torch.zeros(1, n + self.num_extra_tokens, D)))
+        setattr(self, encoder.key('layers'), nn.ModuleList(
+            self._build_block(r)
+            for r in drop_path_rates(self.drop_path_rate, encoder.depth)))
+        setattr(self, encoder.key('norm'), build_norm(self.norm_cfg, D))
+        self.encoders.append(encoder)
 
-        The position embedding has one entry per token (plus the CLS entry
-        first when ``pooling='token'``), time-major like the tokens.
-        """
-        num_tokens = self.num_temporal_tokens * self.num_spatial_tokens
-        self.cls_token = (nn.Parameter(torch.zeros(1, 1, self.embed_dims))
-                          if self.pooling == 'token' else None)
-        self.pos_embed = nn.Parameter(
-            torch.zeros(1, num_tokens + self.num_extra_tokens,
-                        self.embed_dims))
-        self.drop_after_pos = nn.Dropout(self.drop_rate)
-        self.layers = self._build_stack(self.num_layers, self._build_block)
-        self.norm = _norm(self.norm_cfg, self.embed_dims)
+    def _build_encoders(self) -> None:
+        """One encoder over all ``n_t * n_h * n_w`` tokens (Models 1, 3,
+        4)."""
+        self._add_encoder(Encoder('', self.grid, self.num_layers))
 
-    def pos_embed_tables(self) -> List[Tuple[str, Tuple[int, int, int],
-                                              bool, bool]]:
-        """The position tables: ``(name, (n_t, n_h, n_w), temporal,
-        spatial)`` with the token grid of the table's entries (after the
-        extra CLS entry) and which of its axes a checkpoint may resize."""
-        return [('pos_embed', self.grid, True, True)]
+    def extra_attention_keys(self) -> List[Tuple[str, str]]:
+        """Modules of this variant's blocks that an image ViT block does not
+        have, each with the image module it mirrors, e.g. Model 3's
+        ``('layers.0.temporal_attn', 'layers.0.attn')`` and
+        ``('layers.0.temporal_norm', 'layers.0.norm1')``; empty when the
+        blocks are image ViT blocks (Models 1, 2, 4)."""
+        names = [n for n, _ in self.attention_layout() if n != 'attn']
+        return [(f'{e.key("layers")}.{i}.{extra}', f'layers.{i}.{image}')
+                for e in self.encoders for i in range(e.depth)
+                for name in names
+                for extra, image in ((name, 'attn'),
+                                     (norm_name(name), 'norm1'))]
 
+    # ------------------------------------------------------- checkpoints
     def _resize_pos_embeds(self, state_dict, prefix, *args, **kwargs) -> None:
         """Load-time pre-hook: resize a checkpoint's position tables made
         for another number of frames (linear over time) or resolution
         (bicubic over space) to this backbone's grid, and log it."""
-        for name, grid, temporal, spatial in self.pos_embed_tables():
+        for encoder in self.encoders:
+            name, grid = encoder.key('pos_embed'), encoder.grid
             key = prefix + name
             table = state_dict.get(key, None)
-            ours = getattr(self, name, None)
-            if not torch.is_tensor(table) or ours is None \
-                    or table.shape == ours.shape:
+            ours = getattr(self, name)
+            if not torch.is_tensor(table) or table.shape == ours.shape:
                 continue
             extra = self.num_extra_tokens
             if table.dim() != 3 or table.shape[0] != 1 \
@@ -290,7 +332,8 @@ class BaseViViT(BaseModule):
                 continue  # not a resizable table: load_state_dict reports
             try:
                 src = infer_token_grid(table.shape[1] - extra, grid,
-                                       temporal=temporal, spatial=spatial)
+                                       temporal=encoder.resize_time,
+                                       spatial=encoder.resize_space)
             except ValueError as e:
                 raise ValueError(
                     f'Loading {key} of shape {list(table.shape)} into shape '
@@ -328,34 +371,55 @@ class BaseViViT(BaseModule):
                 else layer(x)
         return x
 
-    def _encode(self, tokens: torch.Tensor, cls_token: Optional[nn.Parameter],
-                pos_embed: nn.Parameter, layers: nn.ModuleList,
-                norm: nn.Module) -> torch.Tensor:
-        """``[B, N, D]`` tokens -> ``[B, D]``: prepend CLS, add position
-        embedding, run the blocks, final norm, pool."""
+    def _encode(self, tokens: torch.Tensor, encoder: Encoder,
+                pool: bool = True) -> torch.Tensor:
+        """One encoder: ``[B, N, D]`` tokens -> prepend CLS, add the position
+        embedding, run the blocks, final norm -> ``[B, N (+1), D]``, pooled
+        to ``[B, D]`` unless ``pool=False``."""
+        cls_token = getattr(self, encoder.key('cls_token'))
         if cls_token is not None:
             tokens = torch.cat(
                 [cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        x = self.drop_after_pos(tokens + pos_embed)
-        x = norm(self._run_layers(layers, x))
+        x = self.drop_after_pos(tokens + getattr(self,
+                                                 encoder.key('pos_embed')))
+        x = self._run_layers(getattr(self, encoder.key('layers')), x)
+        x = getattr(self, encoder.key('norm'))(x)
+        if not pool:
+            return x
         return x[:, 0] if cls_token is not None else x.mean(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, T, H, W]`` -> ``[B, D]``."""
         self._check_input(x)
         tokens = self.patch_embed(x).flatten(1, 2)  # [B, n_t * n_s, D]
-        return self._encode(tokens, self.cls_token, self.pos_embed,
-                            self.layers, self.norm)
+        return self._encode(tokens, self.encoders[0])
 
     # ---------------------------------------------------------------- init
+    def _init_pretrained(self) -> bool:
+        """Whether ``init_cfg`` loads a checkpoint (``type='Pretrained'``)."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) \
+            else [self.init_cfg]
+        return any(isinstance(c, dict) and c.get('type') == 'Pretrained'
+                   for c in cfgs)
+
     def init_weights(self) -> None:
-        """Scenic's ViT initialisation unless ``init_cfg`` says otherwise:
-        position embeddings N(0, 0.02) (truncated), CLS tokens zero, linear
-        kernels Xavier-uniform with zero biases (MLP biases N(0, 1e-6)),
-        patch embedding LeCun-normal, LayerNorm 1/0."""
+        """Scenic's ViT initialisation: position embeddings N(0, 0.02)
+        (truncated), CLS tokens zero, linear kernels Xavier-uniform with
+        zero biases (MLP biases N(0, 1e-6)), patch embedding LeCun-normal,
+        LayerNorm 1/0.
+
+        An ``init_cfg`` is applied after it, so initialisers such as
+        ``dict(type='TruncNormal', layer='Linear', std=0.02)`` replace the
+        default only for the layers they name; with ``type='Pretrained'``
+        the checkpoint is loaded instead of the default initialisation.
+        """
+        if not self._init_pretrained():
+            self._init_default()
         if self.init_cfg is not None:
             super().init_weights()
-            return
+        self._is_init = True
+
+    def _init_default(self) -> None:
         for name, m in self.named_modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -376,4 +440,3 @@ class BaseViViT(BaseModule):
                 trunc_normal_(p, std=0.02)
             elif name.endswith('cls_token'):
                 nn.init.zeros_(p)
-        self._is_init = True

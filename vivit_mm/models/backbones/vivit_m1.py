@@ -19,4 +19,5 @@ class ViViTM1(BaseViViT):
         >>> model = MODELS.build(dict(type='ViViTM1', arch='b',
         ...                           num_frames=32, tubelet_size=2))
     """
+    paper_model = 1
     default_pooling = 'token'

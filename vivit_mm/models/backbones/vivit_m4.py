@@ -1,7 +1,5 @@
 from mmaction.registry import MODELS
-from torch import nn
 
-from ..utils.transformer import build_factorised_dot_product_block
 from .base import BaseViViT
 
 
@@ -13,16 +11,17 @@ class ViViTM4(BaseViViT):
     The blocks have exactly a ViT block's parameters, but in every attention
     the first half of the heads attends only over time (tokens of the same
     spatial index) and the second half only over space (tokens of the same
-    temporal index), as in the official code. There is no CLS token; the
-    feature is the mean of the final-normed tokens.
+    temporal index), as in the official code; the head outputs are
+    concatenated and projected by the usual output projection. There is no
+    CLS token; the feature is the mean of the final-normed tokens.
 
     Args: as :class:`BaseViViT`; ``num_heads`` must be even and ``pooling``
         must be ``'gap'``.
     """
+    paper_model = 4
     default_pooling = 'gap'
     allowed_poolings = ('gap', )
 
-    def _build_block(self, drop_path_rate: float) -> nn.Module:
-        return build_factorised_dot_product_block(
-            grid=(self.num_temporal_tokens, self.num_spatial_tokens),
-            **self._block_kwargs(drop_path_rate))
+    def attention_layout(self):
+        """One attention whose heads split half time, half space."""
+        return [('attn', ('time', 'space'))]

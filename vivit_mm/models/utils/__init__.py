@@ -1,11 +1,8 @@
-from .attention import (FactorisedDotProductAttention, MultiheadSelfAttention,
-                        attend)
+from .attention import AXES, MultiheadSelfAttention, attend
 from .embed import TubeletEmbedding, UniformFrameEmbedding
-from .transformer import (FFN, FactorisedSelfAttentionBlock, TransformerBlock,
-                          drop_path_rates)
+from .transformer import FFN, TransformerBlock, drop_path_rates
 
 __all__ = [
-    'attend', 'MultiheadSelfAttention', 'FactorisedDotProductAttention',
-    'TubeletEmbedding', 'UniformFrameEmbedding', 'FFN', 'TransformerBlock',
-    'FactorisedSelfAttentionBlock', 'drop_path_rates'
+    'AXES', 'attend', 'MultiheadSelfAttention', 'TubeletEmbedding',
+    'UniformFrameEmbedding', 'FFN', 'TransformerBlock', 'drop_path_rates'
 ]

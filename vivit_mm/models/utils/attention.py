@@ -1,17 +1,31 @@
-"""Multi-head self-attention for ViViT: joint, and factorised dot-product.
+"""Multi-head self-attention for ViViT, joint or factorised over space/time.
 
-Every attention here goes through :func:`attend`, which uses
-``torch.nn.functional.scaled_dot_product_attention`` (fused) by default and
-keeps an explicit ``softmax(q k^T / sqrt(d)) v`` path for tests and debugging.
-Factorised attention is done by reshaping tokens into groups (one group per
-temporal index for space, one per spatial index for time), never by masking an
-``N x N`` matrix.
+One module covers the paper's three attention patterns (section 3.3):
+every share of heads attends along one *axis* of the time-major token grid
+``(n_t, n_s)``:
+
+* ``'all'``: all tokens (Models 1 and 2);
+* ``'space'``: tokens of the same temporal index (Model 3's first attention);
+* ``'time'``: tokens of the same spatial index (Model 3's second attention).
+
+``head_axes=('time', 'space')`` gives Model 4's factorised dot-product
+attention: the first half of the heads attends over time, the second half
+over space (the official order). Factorised attention reshapes tokens into
+groups; it never masks an ``N x N`` matrix.
+
+Every attention goes through :func:`attend`: fused
+``scaled_dot_product_attention`` by default, or the explicit
+``softmax(q k^T / sqrt(d)) v`` formula for tests and debugging.
 """
-from typing import Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
+
+#: The token axes a head can attend along.
+AXES = ('all', 'space', 'time')
 
 
 def attend(q: torch.Tensor,
@@ -39,16 +53,49 @@ def attend(q: torch.Tensor,
     return weights @ v
 
 
+# Token grouping along an axis of the time-major grid, index t * n_s + s.
+# ``x`` is ``[B, N, ...]``; the groups go into the batch axis.
+_GROUP = {'space': 'b (t s) ... -> (b t) s ...',
+          'time': 'b (t s) ... -> (b s) t ...'}
+_UNGROUP = {'space': '(b t) s ... -> b (t s) ...',
+            'time': '(b s) t ... -> b (t s) ...'}
+
+
+def group_tokens(x: torch.Tensor, axis: str,
+                 grid: Tuple[int, int]) -> torch.Tensor:
+    """``[B, n_t * n_s, ...]`` -> one group per attention neighbourhood:
+    ``[B * n_t, n_s, ...]`` for ``'space'``, ``[B * n_s, n_t, ...]`` for
+    ``'time'``; ``x`` itself for ``'all'``."""
+    if axis == 'all':
+        return x
+    return rearrange(x, _GROUP[axis], t=grid[0], s=grid[1])
+
+
+def ungroup_tokens(x: torch.Tensor, axis: str,
+                   grid: Tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`group_tokens`."""
+    if axis == 'all':
+        return x
+    return rearrange(x, _UNGROUP[axis], t=grid[0], s=grid[1])
+
+
 class MultiheadSelfAttention(nn.Module):
-    """Standard multi-head self-attention with a fused ``qkv`` projection.
+    """Multi-head self-attention with a fused ``qkv`` projection, each share
+    of heads attending along one axis of the token grid.
 
     Args:
         embed_dims (int): Token width D.
-        num_heads (int): Number of heads; must divide ``embed_dims``.
+        num_heads (int): Number of heads; must divide ``embed_dims`` and be a
+            multiple of ``len(head_axes)``.
         qkv_bias (bool): Bias in the q/k/v projection. Defaults to True.
         attn_drop (float): Dropout on attention probabilities (training only).
         proj_drop (float): Dropout after the output projection.
         fused (bool): Use the fused SDPA kernel. Defaults to True.
+        head_axes (Sequence[str]): The axis (``'all'``, ``'space'`` or
+            ``'time'``) of each equal share of heads, in head order.
+            Defaults to ``('all', )``: joint attention.
+        grid (tuple[int, int], optional): ``(n_t, n_s)`` of the time-major
+            tokens; needed unless every share attends over ``'all'``.
     """
 
     def __init__(self,
@@ -57,87 +104,75 @@ class MultiheadSelfAttention(nn.Module):
                  qkv_bias: bool = True,
                  attn_drop: float = 0.0,
                  proj_drop: float = 0.0,
-                 fused: bool = True) -> None:
+                 fused: bool = True,
+                 head_axes: Sequence[str] = ('all', ),
+                 grid: Optional[Tuple[int, int]] = None) -> None:
         super().__init__()
+        head_axes = tuple(head_axes)
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
                              f'num_heads ({num_heads}).')
+        unknown = [a for a in head_axes if a not in AXES]
+        if not head_axes or unknown:
+            raise ValueError(f'head_axes must be a non-empty sequence of '
+                             f'{AXES}, got {head_axes!r}.')
+        if num_heads % len(head_axes) != 0:
+            raise ValueError(
+                f'The heads are split into {len(head_axes)} equal shares '
+                f'({"/".join(head_axes)}), so num_heads must be a multiple '
+                f'of {len(head_axes)}; got {num_heads}.' +
+                (' (Factorised dot-product attention, Model 4: num_heads '
+                 'must be even.)' if len(head_axes) == 2 else ''))
+        if grid is None and set(head_axes) != {'all'}:
+            raise ValueError('Attention over space or time needs the token '
+                             'grid (n_t, n_s).')
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
+        self.head_axes = head_axes
+        self.grid = None if grid is None else tuple(grid)
         self.attn_drop = attn_drop
         self.fused = fused
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def _split_heads(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        B, N, _ = x.shape
-        # [B, N, 3 * D] -> 3 x [B, heads, N, head_dim]
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dims)
-        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
-
-    def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        B, _, N, _ = x.shape
-        # [B, heads, N, head_dim] -> [B, N, D]
-        x = x.transpose(1, 2).reshape(B, N, self.embed_dims)
-        return self.proj_drop(self.proj(x))
-
     def _attend(self, q, k, v):
         p = self.attn_drop if self.training else 0.0
         return attend(q, k, v, dropout_p=p, fused=self.fused)
 
+    def _joint(self, x: torch.Tensor) -> torch.Tensor:
+        """Every head over every token of ``x``: ``[G, n, D] -> [G, n, D]``
+        (before the output projection)."""
+        G, n, _ = x.shape
+        # [G, n, 3 * D] -> 3 x [G, heads, n, head_dim]
+        qkv = self.qkv(x).reshape(G, n, 3, self.num_heads, self.head_dims)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        y = self._attend(q, k, v)  # [G, heads, n, head_dim]
+        return y.transpose(1, 2).reshape(G, n, self.embed_dims)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """Each share of heads along its own axis: ``[B, N, D] -> [B, N,
+        D]`` (Model 4), before the output projection."""
+        B, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dims)
+        share = self.num_heads // len(self.head_axes)
+        outs = []
+        for i, axis in enumerate(self.head_axes):
+            part = qkv[:, :, :, i * share:(i + 1) * share]
+            # [B, N, 3, h, hd] -> [G, n, 3, h, hd] -> 3 x [G, h, n, hd]
+            q, k, v = group_tokens(part, axis, self.grid).permute(
+                2, 0, 3, 1, 4).unbind(0)
+            y = self._attend(q, k, v).transpose(1, 2)  # [G, n, h, hd]
+            outs.append(ungroup_tokens(y, axis, self.grid))  # [B, N, h, hd]
+        return torch.cat(outs, dim=2).reshape(B, N, self.embed_dims)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N, D] -> [B, N, D]``."""
-        q, k, v = self._split_heads(x)
-        return self._merge_heads(self._attend(q, k, v))
-
-
-class FactorisedDotProductAttention(MultiheadSelfAttention):
-    """Model 4's attention (paper section 3.3, Fig. 5).
-
-    Same parameters as :class:`MultiheadSelfAttention`. The first half of the
-    heads attends only over the temporal axis (tokens with the same spatial
-    index), the second half only over the spatial axis (tokens with the same
-    temporal index), as in the official implementation; the head outputs are
-    concatenated and projected by the usual output projection.
-
-    Args:
-        grid (tuple[int, int]): ``(n_t, n_s)``, temporal and spatial token
-            counts; tokens are time-major (``index = t * n_s + s``).
-        **kwargs: As :class:`MultiheadSelfAttention`.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int, grid: Tuple[int, int],
-                 **kwargs) -> None:
-        if num_heads % 2 != 0:
-            raise ValueError(
-                f'Factorised dot-product attention (Model 4) splits the heads '
-                f'half temporal, half spatial, so num_heads must be even; '
-                f'got {num_heads}.')
-        super().__init__(embed_dims, num_heads, **kwargs)
-        self.grid = tuple(grid)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, n_t * n_s, D] -> [B, n_t * n_s, D]``."""
-        B = x.shape[0]
-        n_t, n_s = self.grid
-        h = self.num_heads // 2
-        q, k, v = self._split_heads(x)  # [B, heads, N, hd]
-
-        def temporal(t):  # [B, h, N, hd] -> [B * n_s, h, n_t, hd]
-            t = t[:, :h].reshape(B, h, n_t, n_s, self.head_dims)
-            return t.permute(0, 3, 1, 2, 4).reshape(B * n_s, h, n_t, -1)
-
-        def spatial(t):  # [B, h, N, hd] -> [B * n_t, h, n_s, hd]
-            t = t[:, h:].reshape(B, h, n_t, n_s, self.head_dims)
-            return t.transpose(1, 2).reshape(B * n_t, h, n_s, -1)
-
-        y_t = self._attend(temporal(q), temporal(k), temporal(v))
-        y_s = self._attend(spatial(q), spatial(k), spatial(v))
-        # back to [B, h, N, hd]
-        y_t = y_t.reshape(B, n_s, h, n_t, -1).permute(0, 2, 3, 1, 4)
-        y_s = y_s.reshape(B, n_t, h, n_s, -1).transpose(1, 2)
-        y = torch.cat([y_t.reshape(B, h, n_t * n_s, -1),
-                       y_s.reshape(B, h, n_t * n_s, -1)], dim=1)
-        return self._merge_heads(y)
+        if len(self.head_axes) == 1:
+            # One axis for all heads: group the tokens themselves (the
+            # projections act per token, so grouping first is exact).
+            axis = self.head_axes[0]
+            y = self.proj(self._joint(group_tokens(x, axis, self.grid)))
+            return self.proj_drop(ungroup_tokens(y, axis, self.grid))
+        return self.proj_drop(self.proj(self._split(x)))

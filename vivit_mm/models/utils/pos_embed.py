@@ -5,7 +5,7 @@ All functions are pure (they return new tensors, never modify their inputs)
 and return the input unchanged when there is nothing to do.
 """
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,16 +44,17 @@ def resize_pos_embed_grid(pos_embed: torch.Tensor,
                           mode: str = 'bicubic') -> torch.Tensor:
     """Resize a spatial position table ``[1, h*w, D] -> [1, h'*w', D]``.
 
-    The table is read row-major as an ``h x w`` image with ``D`` channels and
-    resized with ``F.interpolate(mode, align_corners=False)``; this is the
-    resize mmpretrain's and timm's ViTs apply when they run at another
-    resolution (timm adds anti-aliasing, which only matters when shrinking).
+    This is mmpretrain's ``resize_pos_embed`` (the resize its ViT applies
+    at another resolution: the table read row-major as an ``h x w`` image
+    with ``D`` channels, ``F.interpolate(mode, align_corners=False)`` in
+    float32), with the grids checked first.
 
     Args:
         pos_embed (torch.Tensor): ``[1, h*w, D]``, no extra (CLS) entries.
         src_grid (tuple[int, int]): ``(h, w)`` of ``pos_embed``.
         dst_grid (tuple[int, int]): ``(h', w')`` wanted.
-        mode (str): ``'bicubic'`` (default) or ``'bilinear'``.
+        mode (str): ``'bicubic'`` (default, as mmpretrain and timm) or
+            ``'bilinear'`` (as scenic).
 
     Returns:
         torch.Tensor: ``pos_embed`` itself when the grids are equal, else a
@@ -66,13 +67,11 @@ def resize_pos_embed_grid(pos_embed: torch.Tensor,
     _check_table(pos_embed, src_grid)
     if src_grid == dst_grid:
         return pos_embed
-    D = pos_embed.shape[2]
-    grid = pos_embed.reshape(1, *src_grid, D).permute(0, 3, 1, 2)
-    # bicubic needs float32/float64 on CPU.
-    work = grid if grid.dtype in (torch.float32, torch.float64) \
-        else grid.float()
-    out = F.interpolate(work, size=dst_grid, mode=mode, align_corners=False)
-    return out.flatten(2).transpose(1, 2).to(pos_embed.dtype)
+    # Imported here: mmpretrain's models package takes about a second to
+    # import, and resizing happens only when a checkpoint is loaded.
+    from mmpretrain.models.utils import resize_pos_embed
+    return resize_pos_embed(pos_embed, src_grid, dst_grid, mode=mode,
+                            num_extra_tokens=0)
 
 
 def tile_pos_embed(pos_embed: torch.Tensor,
@@ -86,6 +85,38 @@ def tile_pos_embed(pos_embed: torch.Tensor,
     if num_temporal_tokens == 1:
         return pos_embed
     return pos_embed.repeat(1, num_temporal_tokens, 1)
+
+
+def solve_token_grid(num_tokens: int,
+                     n_t: Optional[int] = None,
+                     spatial: Optional[Sequence[int]] = None,
+                     aspect: Sequence[int] = (1, 1)
+                     ) -> Optional[Tuple[int, int, int]]:
+    """The ``(n_t, n_h, n_w)`` grid of ``num_tokens`` time-major tokens,
+    given the number of temporal tokens ``n_t`` or the spatial grid
+    ``spatial = (n_h, n_w)`` (or both, to check them); with only ``n_t``,
+    the spatial grid is the one of aspect ratio ``aspect`` (square by
+    default). None when no such grid holds ``num_tokens``.
+
+    This is the one place that tells a position table's grid from its
+    length: at load time (:func:`infer_token_grid`), for converted official
+    checkpoints and for image ViTs.
+    """
+    if spatial is not None:
+        n_h, n_w = (int(v) for v in spatial)
+        if n_h < 1 or n_w < 1 or num_tokens % (n_h * n_w):
+            return None
+        t = num_tokens // (n_h * n_w)
+        return (t, n_h, n_w) if n_t in (None, t) and t > 0 else None
+    if n_t is None or n_t < 1 or num_tokens % n_t:
+        return None
+    per_frame = num_tokens // n_t
+    a_h, a_w = (int(v) for v in aspect)
+    # h * w = per_frame with h / w = a_h / a_w
+    h = round((per_frame * a_h / a_w)**0.5)
+    if h < 1 or per_frame % h or h * a_w != a_h * (per_frame // h):
+        return None
+    return n_t, h, per_frame // h
 
 
 def infer_token_grid(num_tokens: int,
@@ -115,15 +146,12 @@ def infer_token_grid(num_tokens: int,
     if num_tokens == n_t * n_h * n_w:
         return n_t, n_h, n_w
     candidates = []
-    if temporal and num_tokens % (n_h * n_w) == 0:
-        candidates.append((num_tokens // (n_h * n_w), n_h, n_w))
-    if spatial and num_tokens % n_t == 0:
-        per_frame = num_tokens // n_t
-        # h' * w' = per_frame with h' / w' = n_h / n_w
-        h = round((per_frame * n_h / n_w)**0.5)
-        if h > 0 and per_frame % h == 0 and h * n_w == n_h * (per_frame // h):
-            candidates.append((n_t, h, per_frame // h))
-    candidates = sorted(set(candidates))
+    if temporal:
+        candidates.append(solve_token_grid(num_tokens, spatial=(n_h, n_w)))
+    if spatial:
+        candidates.append(solve_token_grid(num_tokens, n_t=n_t,
+                                           aspect=(n_h, n_w)))
+    candidates = sorted(set(c for c in candidates if c is not None))
     if len(candidates) != 1:
         why = ('it fits both ' + ' and '.join(map(str, candidates))
                if candidates else 'it is neither another number of temporal '
