@@ -10,9 +10,6 @@ _base_ = [
     '_base_/models/vivit_m2.py', '_base_/datasets/sthv2_32x2_224.py',
     '_base_/schedules/sgd_warmup_cosine_35e.py', '_base_/default_runtime.py'
 ]
-custom_imports = dict(imports=['vivit_mm'], allow_failed_imports=False)
-default_scope = 'mmaction'
-
 num_classes = 174
 
 pretrained = 'checkpoints/vit-base-p16_in21k.pth'
@@ -28,6 +25,4 @@ model = dict(
     cls_head=dict(num_classes=num_classes, label_smooth_eps=0.3),
     data_preprocessor=dict(
         blending=dict(
-            type='MixupBlending', num_classes=num_classes, alpha=0.3)),
-    # 4 test views at a time.
-    test_cfg=dict(max_testing_views=4))
+            type='MixupBlending', num_classes=num_classes, alpha=0.3)))

@@ -6,8 +6,6 @@
 # baseline:
 #   --cfg-options model.backbone.num_temporal_layers=0
 _base_ = ['_base_/models/vivit_m2.py', '_base_/default_runtime.py']
-custom_imports = dict(imports=['vivit_mm'], allow_failed_imports=False)
-default_scope = 'mmaction'
 
 clip_len = 8  # frames per clip, every 2nd frame of a 16-frame video
 frame_interval = 2
@@ -42,10 +40,11 @@ data_root = 'data/synthetic_motion'
 generate = dict(num_train=400, num_val=32, num_test=50, num_frames=16,
                 width=64, height=48, seed=0)
 train_pipeline = [
-    dict(type='DecordInit'),
-    dict(type='SampleFrames', clip_len=clip_len,
-         frame_interval=frame_interval, num_clips=1),
-    dict(type='DecordDecode'),
+    dict(type='VideoReadGuard', transforms=[
+        dict(type='DecordInit'),
+        dict(type='SampleFrames', clip_len=clip_len,
+             frame_interval=frame_interval, num_clips=1),
+        dict(type='DecordDecode')]),
     dict(type='Resize', scale=(-1, img_size)),
     dict(type='RandomCrop', size=img_size),
     dict(type='Flip', flip_ratio=0.5),  # mirroring keeps these labels
@@ -53,10 +52,11 @@ train_pipeline = [
     dict(type='PackActionInputs')
 ]
 val_pipeline = [
-    dict(type='DecordInit'),
-    dict(type='SampleFrames', clip_len=clip_len,
-         frame_interval=frame_interval, num_clips=1, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='VideoReadGuard', transforms=[
+        dict(type='DecordInit'),
+        dict(type='SampleFrames', clip_len=clip_len,
+             frame_interval=frame_interval, num_clips=1, test_mode=True),
+        dict(type='DecordDecode')]),
     dict(type='Resize', scale=(-1, img_size)),
     dict(type='CenterCrop', crop_size=img_size),
     dict(type='FormatShape', input_format='NCTHW'),
@@ -65,10 +65,11 @@ val_pipeline = [
 # Multi-view test: 2 temporal clips (odd and even frames) x 3 spatial crops,
 # class probabilities averaged over the 6 views.
 test_pipeline = [
-    dict(type='DecordInit'),
-    dict(type='SampleFrames', clip_len=clip_len,
-         frame_interval=frame_interval, num_clips=2, test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='VideoReadGuard', transforms=[
+        dict(type='DecordInit'),
+        dict(type='SampleFrames', clip_len=clip_len,
+             frame_interval=frame_interval, num_clips=2, test_mode=True),
+        dict(type='DecordDecode')]),
     dict(type='Resize', scale=(-1, img_size)),
     dict(type='ThreeCrop', crop_size=img_size),
     dict(type='FormatShape', input_format='NCTHW'),
@@ -79,14 +80,16 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=1,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='ResumableSampler', shuffle=True),
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        generate=generate,
-        ann_file='train.txt',
-        data_prefix=dict(video=''),
-        pipeline=train_pipeline))
+        type='ReproducibleDataset',
+        dataset=dict(
+            type=dataset_type,
+            data_root=data_root,
+            generate=generate,
+            ann_file='train.txt',
+            data_prefix=dict(video=''),
+            pipeline=train_pipeline)))
 val_dataloader = dict(
     batch_size=1,  # max_testing_views (model.test_cfg) needs batch 1
     num_workers=1,

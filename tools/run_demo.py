@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -48,9 +49,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _datasets(cfg) -> List:
-    return [cfg[f'{split}_dataloader'].dataset
-            for split in ('train', 'val', 'test')
-            if cfg.get(f'{split}_dataloader') is not None]
+    """The innermost data set config of every data loader (inside wrappers
+    such as ReproducibleDataset)."""
+    found = []
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        ds = None if loader is None else loader.dataset
+        while ds is not None and isinstance(ds.get('dataset'), dict):
+            ds = ds.dataset
+        if ds is not None:
+            found.append(ds)
+    return found
 
 
 def prepare_data(cfg, data_seed: Optional[int] = None) -> None:
@@ -141,12 +150,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if args.seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=args.seed)
 
-    from vivit_mm.engine.hooks import add_plain_param_groups_hook
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from vivit_cli.run_config import add_plain_param_groups_hook
     add_plain_param_groups_hook(cfg)  # compile + paramwise_cfg
     prepare_data(cfg, args.data_seed)
     t_data = time.time() - start
     print(f'[demo] data ready in {t_data:.1f} s '
-          f'({cfg.train_dataloader.dataset.data_root})', flush=True)
+          f'({_datasets(cfg)[0].data_root})', flush=True)
 
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -157,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     metrics = {k: float(v) for k, v in metrics.items()}
 
     num_classes = cfg.model.cls_head.num_classes
-    views = _count_views(cfg.test_dataloader.dataset.pipeline)
+    views = _count_views(_datasets(cfg)[-1].pipeline)
     curves = read_scalars(cfg.work_dir)
     plot_path = osp.join(cfg.work_dir, 'training_curves.png')
     backbone = cfg.model.backbone
@@ -170,7 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         config=args.config, work_dir=cfg.work_dir,
         num_temporal_layers=backbone.num_temporal_layers,
         seed=cfg.randomness.get('seed'),
-        data_root=cfg.test_dataloader.dataset.data_root,
+        data_root=_datasets(cfg)[-1].data_root,
         test_views=views, chance=1 / num_classes, test=metrics,
         final_val_top1=(curves['val_top1'] or [None])[-1],
         seconds=dict(data=round(t_data, 1), train=round(t_train, 1),
@@ -194,8 +204,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
 def _count_views(pipeline) -> int:
     """Temporal clips x spatial crops of a test pipeline."""
+    from vivit_mm.datasets.video_errors import iter_transforms
     clips, crops = 1, 1
-    for t in pipeline:
+    for t in iter_transforms(pipeline):
         if t['type'] == 'SampleFrames':
             clips = t.get('num_clips', 1)
         elif t['type'] == 'ThreeCrop':

@@ -4,7 +4,7 @@
         [--compile] [--cfg-options k=v ...] [--launcher none|pytorch|slurm]
 
 The checkpoint is read with ``torch.load(weights_only=True)`` and the
-allow-list of vivit_mm.utils.checkpoint. The metrics are logged and written
+allow-list of vivit_mm.compat. The metrics are logged and written
 to ``<work_dir>/test_metrics.json``.
 
 ``--compile`` runs the backbone through ``torch.compile`` (mmengine's
@@ -15,15 +15,18 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import get_rank
 from mmengine.runner import Runner
 
-import vivit_mm  # noqa: F401  registers models, transforms, safe loading
-from vivit_mm.engine.reliability import check_checkpoint_file
+import vivit_mm  # noqa: F401  registers models, transforms, hooks
 from vivit_mm.utils.compile import compile_backbone
-from vivit_mm.utils.dist import LAUNCHERS, setup_distributed
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from vivit_cli.dist import LAUNCHERS, setup_distributed  # noqa: E402
+from vivit_cli.preflight import check_checkpoint_file  # noqa: E402
 
 # Hooks that initialise a model for training; a test loads a checkpoint.
 TRAIN_ONLY_HOOKS = ('ViViTInitHook', )

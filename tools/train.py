@@ -16,18 +16,21 @@ tools/slurm_train.sh (srun); on a machine without CUDA they use gloo.
 import argparse
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-import vivit_mm  # noqa: F401  registers models, transforms, safe loading
-from vivit_mm.engine.hooks import add_plain_param_groups_hook
-from vivit_mm.engine.optim_wrapper import cpu_has_native_bf16
-from vivit_mm.engine.reliability import (apply_reliability_defaults,
-                                         check_checkpoints,
-                                         find_resumable_checkpoint)
-from vivit_mm.utils.dist import LAUNCHERS, setup_distributed
+import vivit_mm  # noqa: F401  registers models, transforms, hooks
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from vivit_cli.dist import LAUNCHERS, setup_distributed  # noqa: E402
+from vivit_cli.preflight import (check_checkpoints,  # noqa: E402
+                                 find_resumable_checkpoint)
+from vivit_cli.run_config import (add_plain_param_groups_hook,  # noqa: E402
+                                  apply_reliability_defaults)
+from vivit_mm.engine.optim_wrapper import cpu_has_native_bf16  # noqa: E402
 
 
 def parse_args(argv=None):

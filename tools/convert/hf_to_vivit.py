@@ -15,11 +15,14 @@ keys). The config holds the class names (``label_names``) when the
 HuggingFace config has real ones.
 """
 import argparse
+import os
 import sys
 
 from vivit_mm.convert import convert_hf_model_dir
-from vivit_mm.convert.recognizer import (add_test_config_args,
-                                         test_config_kwargs, write_label_map)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vivit_cli.convert_args import (add_test_config_args,  # noqa: E402
+                                    test_config_kwargs, write_label_map)
 
 
 def parse_args(argv=None):

@@ -15,11 +15,14 @@ names their parameters. A tree with Model 1/4 blocks and no CLS token needs
 ``--model 1`` or ``--model 4``.
 """
 import argparse
+import os
 import sys
 
 from vivit_mm.convert import convert_scenic_checkpoint
-from vivit_mm.convert.recognizer import (add_test_config_args,
-                                         read_label_map, test_config_kwargs)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from vivit_cli.convert_args import (add_test_config_args,  # noqa: E402
+                                    read_label_map, test_config_kwargs)
 
 
 def parse_args(argv=None):
@@ -39,7 +42,14 @@ def parse_args(argv=None):
                    'table)')
     p.add_argument('--attention-order', default='time_space',
                    choices=('time_space', 'space_time'),
-                   help='Model 3 only (default: time_space, scenic\'s)')
+                   help="Model 3 only; not recorded in checkpoints "
+                   "(default: time_space, scenic's default; note that "
+                   "ViViTM3's own default is space_time)")
+    p.add_argument('--classifier', default=None,
+                   choices=('token', 'gap', 'gmp', 'gsp', '0'),
+                   help="scenic's classifier the model was trained with "
+                   "(default: token with a CLS token, else gap, scenic's "
+                   "default); gmp, gsp and 0 have no vivit_mm pooling")
     p.add_argument('--label-map', default=None,
                    help='class names, one per line, in the order of the '
                    'classifier outputs')
@@ -51,10 +61,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         names = read_label_map(args.label_map) if args.label_map else None
-        cfg = convert_scenic_checkpoint(
+        cfg, notes = convert_scenic_checkpoint(
             args.src, args.out, args.out_config, model=args.model,
             img_size=args.img_size, num_frames=args.num_frames,
-            attention_order=args.attention_order, label_names=names,
+            attention_order=args.attention_order,
+            classifier=args.classifier, label_names=names,
             **test_config_kwargs(args))
     except (ValueError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
@@ -64,6 +75,8 @@ def main(argv=None) -> int:
           f"arch={bb['arch']}, {bb['num_frames']} frames at "
           f"{bb['img_size']}, {cfg['model']['cls_head']['num_classes']} "
           'classes.')
+    for note in notes:
+        print(f'note: {note}')
     return 0
 
 

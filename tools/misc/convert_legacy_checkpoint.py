@@ -17,8 +17,9 @@ import sys
 
 import torch
 
-import vivit_mm  # noqa: F401  patches HistoryBuffer pickling
-from vivit_mm.utils.checkpoint import plain_checkpoint, safe_load
+import vivit_mm  # noqa: F401  allow-lists PlainHistoryBuffer
+from vivit_mm.compat import to_weights_only
+from vivit_mm.convert.io import safe_load
 
 
 def parse_args(argv=None):
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     ckpt = torch.load(args.src, map_location='cpu', weights_only=False)
-    torch.save(plain_checkpoint(ckpt), args.dst)
+    torch.save(to_weights_only(ckpt), args.dst)
     try:
         safe_load(args.dst)
     except ValueError as e:

@@ -26,7 +26,12 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .recognizer import arch_name, label_names_from_id2label
+from ..models.backbones.base import BaseViViT
+from ..utils import checks
+from ..utils.build import build_model
+from .io import safe_load
+from .layouts import detect_layout
+from .recognizer import label_names_from_id2label
 
 LAYOUTS = ('4.x', '5.x')
 
@@ -76,34 +81,19 @@ HF_ACTIVATIONS = {
     'silu': dict(type='SiLU'),
     'swish': dict(type='SiLU'),
 }
-_4X_PATTERN = re.compile(
-    r'(^|\.)encoder\.layer\.\d+\.attention\.attention\.query\.weight$')
-_5X_PATTERN = re.compile(r'(^|\.)layers\.\d+\.attention\.q_proj\.weight$')
 
 
 # ------------------------------------------------------------ state dicts
 def detect_hf_layout(keys) -> str:
     """``'4.x'`` or ``'5.x'``: which transformers version's key names a
-    HuggingFace ViViT state dict uses.
+    HuggingFace ViViT state dict uses (see :mod:`vivit_mm.convert.layouts`).
 
     Raises:
         ValueError: Neither (or both) layouts are recognised.
     """
-    keys = list(keys)
-    has4 = any(_4X_PATTERN.search(k) for k in keys)
-    has5 = any(_5X_PATTERN.search(k) for k in keys)
-    if has4 and has5:
-        raise ValueError('The HuggingFace state dict mixes the transformers '
-                         '4.x and 5.x ViViT key layouts.')
-    if has4:
-        return '4.x'
-    if has5:
-        return '5.x'
-    raise ValueError(
-        'Unknown HuggingFace ViViT checkpoint layout: expected keys like '
-        "'vivit.encoder.layer.0.attention.attention.query.weight' "
-        "(transformers 4.x) or 'vivit.layers.0.attention.q_proj.weight' "
-        f'(transformers 5.x); got e.g. {sorted(keys)[:4]}.')
+    layout = detect_layout(keys, ('hf-4.x', 'hf-5.x'),
+                           'HuggingFace ViViT checkpoint')
+    return layout[len('hf-'):]
 
 
 def _num_layers(keys, layout: str) -> int:
@@ -267,7 +257,7 @@ def hf_config_to_backbone(hf_config: Mapping) -> Tuple[dict, int,
         img_size = img_size[0]
     backbone = dict(
         type='ViViTM1',
-        arch=arch_name(dict(
+        arch=BaseViViT.arch_name(dict(
             embed_dims=hidden,
             num_layers=int(cfg.get('num_hidden_layers', 12)),
             num_heads=heads,
@@ -313,7 +303,7 @@ def backbone_to_hf_config(backbone, num_classes: int,
             ``pooling='gap'``, a norm other than LayerNorm, an activation
             HuggingFace lacks).
     """
-    if type(backbone).__name__ != 'ViViTM1':
+    if getattr(backbone, 'paper_model', None) != 1:
         raise ValueError('Only Model 1 (ViViTM1) has a HuggingFace '
                          f'counterpart, got {type(backbone).__name__}.')
     if backbone.pooling != 'token':
@@ -411,7 +401,6 @@ def load_hf_model_dir(src: str) -> Tuple[dict, Dict[str, torch.Tensor]]:
             sd.update(load_file(os.path.join(src, shard)))
         return config, sd
     if os.path.isfile(binary):
-        from ..utils.checkpoint import safe_load
         return config, safe_load(binary)
     raise FileNotFoundError(
         f'No weights in {src!r}: expected model.safetensors, '
@@ -439,32 +428,23 @@ def convert_hf_model_dir(src: str,
     Returns:
         dict: The config written.
     """
-    from .recognizer import (check_against_config, recognizer_config,
-                             save_checkpoint, write_config)
-    if normalisation not in ('official', 'processor'):
-        raise ValueError("normalisation must be 'official' or 'processor', "
-                         f'got {normalisation!r}.')
+    from .recognizer import write_recognizer
+    checks.one_of(normalisation, 'normalisation', ('official', 'processor'))
     hf_config, hf_sd = load_hf_model_dir(src)
     layout = detect_hf_layout(hf_sd)
     backbone, num_classes, names = hf_config_to_backbone(hf_config)
     if normalisation == 'processor':
         config_kwargs['mean'], config_kwargs['std'] = \
             hf_input_normalisation(src)
-    cfg = recognizer_config(backbone, num_classes, label_names=names,
-                            **config_kwargs)
-    sd = hf_to_vivit_state_dict(hf_sd)
-    check_against_config(sd, cfg['model'],
-                         f'the weights in {src!r} ({layout} layout)')
-    meta = dict(converted_from='huggingface', source=os.path.abspath(src),
-                hf_layout=layout, hf_config=_plain(hf_config))
-    if names:
-        meta['dataset_meta'] = dict(classes=list(names))
-    save_checkpoint(sd, out_checkpoint, meta)
-    write_config(cfg, out_config,
-                 header='ViViT Model 1 converted from the HuggingFace model '
-                 f'{os.path.basename(os.path.abspath(src))!r} by '
-                 'vivit_mm.convert (tools/convert/hf_to_vivit.py).')
-    return cfg
+    return write_recognizer(
+        hf_to_vivit_state_dict(hf_sd), backbone, num_classes,
+        out_checkpoint, out_config, label_names=names,
+        source=f'the weights in {src!r} ({layout} layout)',
+        meta=dict(converted_from='huggingface', source=os.path.abspath(src),
+                  hf_layout=layout, hf_config=hf_config),
+        header='ViViT Model 1 converted from the HuggingFace model '
+        f'{os.path.basename(os.path.abspath(src))!r} by vivit_mm.convert '
+        '(tools/convert/hf_to_vivit.py).', **config_kwargs)
 
 
 def export_hf_model_dir(checkpoint: str, config: str, out_dir: str,
@@ -480,27 +460,19 @@ def export_hf_model_dir(checkpoint: str, config: str, out_dir: str,
     Returns:
         dict: The HuggingFace config written.
     """
-    from mmaction.registry import MODELS
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
     from safetensors.torch import save_file
 
-    from ..utils.checkpoint import safe_load
+    from .io import unwrap_state_dict
     from .recognizer import check_against_config
 
     cfg = Config.fromfile(config)
     model_cfg = cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') \
         else dict(cfg.model)
-    ckpt = safe_load(checkpoint)
-    sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
-    sd = {k[len('module.'):] if k.startswith('module.') else k: v
-          for k, v in sd.items()}
-    sd = {k: v for k, v in sd.items()
+    sd = {k: v for k, v in unwrap_state_dict(safe_load(checkpoint)).items()
           if k.startswith(('backbone.', 'cls_head.'))}
     check_against_config(sd, model_cfg, f'the weights in {checkpoint!r}')
-    with torch.device('meta'), DefaultScope.overwrite_default_scope(
-            'mmaction'):
-        backbone = MODELS.build(model_cfg['backbone'])
+    backbone = build_model(model_cfg['backbone'], 'meta')
     num_classes = model_cfg['cls_head']['num_classes']
     names = cfg.get('label_names')
     hf_config = backbone_to_hf_config(backbone, num_classes,
@@ -514,8 +486,3 @@ def export_hf_model_dir(checkpoint: str, config: str, out_dir: str,
               os.path.join(out_dir, 'model.safetensors'),
               metadata={'format': 'pt'})
     return hf_config
-
-
-def _plain(obj):
-    """``obj`` reduced to JSON types (for checkpoint meta)."""
-    return json.loads(json.dumps(obj, default=str))

@@ -3,27 +3,70 @@ backbone, and a checkpoint that ``mmaction.apis.init_recognizer`` loads.
 
 The checkpoint holds ``state_dict`` (keys ``backbone.*`` and ``cls_head.*``)
 and a ``meta`` dict of plain Python types only, so
-``torch.load(..., weights_only=True)`` reads it.
+``torch.load(..., weights_only=True)`` reads it. The config is written by
+mmengine's ``Config``.
 """
 import copy
+import json
 import os
 import textwrap
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Union
 
 import torch
+from mmengine.config import Config
+
+from ..models.backbones.base import BaseViViT
+from ..utils import checks
+from ..utils.build import parameter_shapes
 
 #: The official models' input range [-1, 1]: ``(x - 127.5) / 127.5``.
 OFFICIAL_MEAN = (127.5, 127.5, 127.5)
 OFFICIAL_STD = (127.5, 127.5, 127.5)
 #: The parts of a recognizer that carry converted weights.
 WEIGHT_PREFIXES = ('backbone.', 'cls_head.')
+#: Default test data of a converted config (MMAction2's Kinetics layout).
+DEFAULT_ANN_FILE = 'data/kinetics400/kinetics400_val_list_videos.txt'
+DEFAULT_DATA_PREFIX = 'data/kinetics400/videos_val'
 
 
-def _hw(img_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
-    if isinstance(img_size, int):
-        return img_size, img_size
-    h, w = img_size
-    return int(h), int(w)
+def test_pipeline(num_frames: int,
+                  img_size: Union[int, Sequence[int]],
+                  num_clips: int = 4,
+                  frame_interval: int = 2,
+                  three_crop: bool = True,
+                  test_scale: Optional[int] = None) -> List[dict]:
+    """The multi-view test pipeline of a ViViT recognizer (see
+    :func:`recognizer_config` for the arguments)."""
+    checks.positive_int(num_clips, 'num_clips')
+    checks.positive_int(frame_interval, 'frame_interval')
+    h, w = checks.int_pair(img_size, 'img_size')
+    if three_crop:
+        if h != w:
+            raise ValueError(
+                f'Three spatial crops need a square img_size, got {(h, w)}; '
+                'use a single centre crop (three_crop=False).')
+        if test_scale not in (None, h):
+            raise ValueError(
+                f'MMAction2\'s ThreeCrop takes crops that span the short '
+                f'side, so test_scale must equal the crop size {h}, got '
+                f'{test_scale}; use a centre crop for a larger scale.')
+        test_scale = h
+    elif test_scale is None:
+        test_scale = int(round(min(h, w) * 256 / 224))
+    crop = h if h == w else (w, h)  # MMAction2 crops take (w, h)
+    return [
+        dict(type='VideoReadGuard', transforms=[
+            dict(type='DecordInit'),
+            dict(type='SampleFrames', clip_len=num_frames,
+                 frame_interval=frame_interval, num_clips=num_clips,
+                 test_mode=True),
+            dict(type='DecordDecode')]),
+        dict(type='Resize', scale=(-1, test_scale)),
+        dict(type='ThreeCrop' if three_crop else 'CenterCrop',
+             crop_size=crop),
+        dict(type='FormatShape', input_format='NCTHW'),
+        dict(type='PackActionInputs'),
+    ]
 
 
 def recognizer_config(backbone: dict,
@@ -36,10 +79,8 @@ def recognizer_config(backbone: dict,
                       mean: Sequence[float] = OFFICIAL_MEAN,
                       std: Sequence[float] = OFFICIAL_STD,
                       label_names: Optional[Sequence[str]] = None,
-                      ann_file: str = 'data/kinetics400/'
-                      'kinetics400_val_list_videos.txt',
-                      data_prefix: str = 'data/kinetics400/videos_val'
-                      ) -> dict:
+                      ann_file: str = DEFAULT_ANN_FILE,
+                      data_prefix: str = DEFAULT_DATA_PREFIX) -> dict:
     """A complete test-time config for a converted ViViT recognizer.
 
     Args:
@@ -66,38 +107,10 @@ def recognizer_config(backbone: dict,
     Returns:
         dict: Top-level config variables, ready for :func:`write_config`.
     """
-    for name, value in (('num_clips', num_clips),
-                        ('frame_interval', frame_interval)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f'{name} must be a positive int, got {value!r}.')
-    h, w = _hw(backbone['img_size'])
-    embed_dims = _embed_dims(backbone['arch'])
-    if three_crop:
-        if h != w:
-            raise ValueError(
-                f'Three spatial crops need a square img_size, got {(h, w)}; '
-                'use a single centre crop (three_crop=False).')
-        if test_scale not in (None, h):
-            raise ValueError(
-                f'MMAction2\'s ThreeCrop takes crops that span the short '
-                f'side, so test_scale must equal the crop size {h}, got '
-                f'{test_scale}; use a centre crop for a larger scale.')
-        test_scale = h
-    elif test_scale is None:
-        test_scale = int(round(min(h, w) * 256 / 224))
-    crop = h if h == w else (w, h)  # MMAction2 crops take (w, h)
-    test_pipeline = [
-        dict(type='DecordInit'),
-        dict(type='SampleFrames', clip_len=backbone['num_frames'],
-             frame_interval=frame_interval, num_clips=num_clips,
-             test_mode=True),
-        dict(type='DecordDecode'),
-        dict(type='Resize', scale=(-1, test_scale)),
-        dict(type='ThreeCrop' if three_crop else 'CenterCrop',
-             crop_size=crop),
-        dict(type='FormatShape', input_format='NCTHW'),
-        dict(type='PackActionInputs'),
-    ]
+    pipeline = test_pipeline(backbone['num_frames'], backbone['img_size'],
+                             num_clips, frame_interval, three_crop,
+                             test_scale)
+    embed_dims = BaseViViT.parse_arch(backbone['arch'])['embed_dims']
     model = dict(
         type='Recognizer3D',
         backbone=copy.deepcopy(backbone),
@@ -112,13 +125,13 @@ def recognizer_config(backbone: dict,
         custom_imports=dict(imports=['vivit_mm'],
                             allow_failed_imports=False),
         model=model,
-        test_pipeline=test_pipeline,
+        test_pipeline=pipeline,
         test_dataloader=dict(
             batch_size=1, num_workers=2, persistent_workers=True,
             sampler=dict(type='DefaultSampler', shuffle=False),
             dataset=dict(type='VideoDataset', ann_file=ann_file,
                          data_prefix=dict(video=data_prefix),
-                         pipeline=test_pipeline, test_mode=True)),
+                         pipeline=pipeline, test_mode=True)),
         test_evaluator=dict(type='AccMetric'),
         test_cfg=dict(type='TestLoop'),
     )
@@ -130,65 +143,15 @@ def recognizer_config(backbone: dict,
     return cfg
 
 
-def arch_name(arch: dict) -> Union[str, dict]:
-    """``'b'``, ``'l'`` or ``'h'`` when ``arch`` is that zoo entry, else
-    ``arch`` itself (for shorter, clearer configs)."""
-    from ..models.backbones.base import BaseViViT
-    for name in ('b', 'l', 'h'):
-        if BaseViViT.arch_zoo[name] == dict(arch):
-            return name
-    return dict(arch)
-
-
-def _embed_dims(arch: Union[str, dict]) -> int:
-    from ..models.backbones.base import BaseViViT
-    return BaseViViT.parse_arch(arch)['embed_dims']
-
-
 def write_config(cfg: Mapping, path: Union[str, os.PathLike],
                  header: str = '') -> None:
-    """Write ``cfg`` as a dict-style MMAction2 config: ``key = value`` lines
-    of plain Python literals, ``dict(...)`` style. A nested value that *is*
-    (same object) an earlier top-level value is written as that variable's
-    name, e.g. ``pipeline=test_pipeline``."""
+    """Write ``cfg`` as an MMAction2 config with mmengine's ``Config``,
+    after a comment ``header``."""
+    text = Config(copy.deepcopy(dict(cfg))).pretty_text
     lines = [f'# {line}' for line in textwrap.wrap(header, 77)]
-    names: Dict[int, str] = {}
-    for key, value in cfg.items():
-        lines.append(f'{key} = {_fmt(value, 0, names, lead=len(key) + 3)}')
-        if isinstance(value, (dict, list)):
-            names[id(value)] = key
     _makedirs_for(path)
     with open(path, 'w', encoding='utf-8') as f:
-        f.write('\n'.join(lines) + '\n')
-
-
-def _fmt(value, indent: int, names: Dict[int, str], flat: bool = False,
-         lead: int = 0) -> str:
-    """Python source for ``value``; one line when it fits in 79 columns."""
-    if id(value) in names:
-        return names[id(value)]
-    if isinstance(value, dict):
-        as_kwargs = all(isinstance(k, str) and k.isidentifier()
-                        for k in value)
-        items = [(f'{k}=' if as_kwargs else f'{k!r}: ', v)
-                 for k, v in value.items()]
-        brackets = ('dict(', ')') if as_kwargs else ('{', '}')
-    elif isinstance(value, (list, tuple)):
-        items = [('', v) for v in value]
-        brackets = ('[', ']') if isinstance(value, list) else ('(', ')')
-    else:
-        return repr(value)
-    trail = ',' if isinstance(value, tuple) and len(value) == 1 else ''
-    one = (brackets[0] + ', '.join(p + _fmt(v, 0, names, True)
-                                   for p, v in items) + trail + brackets[1])
-    # ``lead``: characters before the value on its line; +1 for a comma.
-    if flat or indent + lead + len(one) + 1 <= 79 or not items:
-        return one
-    pad = ' ' * (indent + 4)
-    body = ',\n'.join(pad + p + _fmt(v, indent + 4, names, lead=len(p))
-                      for p, v in items)
-    return f'{brackets[0]}\n{body}{trail})' if brackets[1] == ')' \
-        else f'{brackets[0]}\n{body}{trail}{brackets[1]}'
+        f.write('\n'.join(lines + [text]))
 
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor],
@@ -196,12 +159,14 @@ def save_checkpoint(state_dict: Mapping[str, torch.Tensor],
                     meta: Optional[dict] = None) -> None:
     """Save an MMAction2 checkpoint ``{'meta': ..., 'state_dict': ...}``.
 
-    Tensors are stored contiguous and fp32 (unless integer); ``meta`` must
-    hold plain Python types (checked by a weights-only load on the way).
+    Tensors are stored contiguous and fp32 (unless integer); ``meta`` is
+    reduced to plain JSON types, and the file is checked to load with a
+    weights-only load.
     """
     sd = {k: _to_saveable(v) for k, v in state_dict.items()}
     _makedirs_for(path)
-    torch.save({'meta': dict(meta or {}), 'state_dict': sd}, path)
+    meta = json.loads(json.dumps(dict(meta or {}), default=str))
+    torch.save({'meta': meta, 'state_dict': sd}, path)
     # Refuse to leave behind a file that a weights-only load rejects.
     torch.load(path, map_location='cpu', weights_only=True)
 
@@ -224,11 +189,8 @@ def check_against_config(state_dict: Mapping[str, torch.Tensor],
                          source: str = 'the converted weights') -> None:
     """Raise ``ValueError`` unless ``state_dict`` has exactly the
     ``backbone.*``/``cls_head.*`` parameters (names and shapes) of the
-    recognizer that ``model_cfg`` builds.
-
-    The recognizer is built on the ``meta`` device: nothing is allocated.
-    """
-    expected = expected_shapes(model_cfg)
+    recognizer that ``model_cfg`` builds (on the ``meta`` device)."""
+    expected = parameter_shapes(model_cfg, WEIGHT_PREFIXES)
     got = {k: tuple(v.shape) for k, v in state_dict.items()}
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
@@ -237,39 +199,54 @@ def check_against_config(state_dict: Mapping[str, torch.Tensor],
     if not (missing or unexpected or wrong):
         return
     parts = []
-    if missing:
-        parts.append(f'missing {missing[:8]}' +
-                     (f' (+{len(missing) - 8} more)' if len(missing) > 8
-                      else ''))
-    if unexpected:
-        parts.append(f'unexpected {unexpected[:8]}' +
-                     (f' (+{len(unexpected) - 8} more)'
-                      if len(unexpected) > 8 else ''))
+    for name, keys in (('missing', missing), ('unexpected', unexpected)):
+        if keys:
+            parts.append(f'{name} {keys[:8]}' + (
+                f' (+{len(keys) - 8} more)' if len(keys) > 8 else ''))
     for k in wrong[:8]:
         parts.append(f'{k}: weights {list(got[k])} vs config '
                      f'{list(expected[k])}')
+    kind = model_cfg.get('backbone', {}).get('type', model_cfg.get('type'))
     raise ValueError(
         f'Config/weights mismatch: {source} do not fit the model that the '
-        f'config describes ({type_name(model_cfg)}): ' + '; '.join(parts))
+        f'config describes ({kind}): ' + '; '.join(parts))
 
 
-def type_name(model_cfg: dict) -> str:
-    return str(model_cfg.get('backbone', {}).get('type', model_cfg['type']))
+def write_recognizer(state_dict: Mapping[str, torch.Tensor],
+                     backbone: dict,
+                     num_classes: int,
+                     out_checkpoint: Union[str, os.PathLike],
+                     out_config: Union[str, os.PathLike],
+                     *,
+                     label_names: Optional[Sequence[str]] = None,
+                     source: str = 'the converted weights',
+                     meta: Optional[dict] = None,
+                     header: str = '',
+                     **config_kwargs) -> dict:
+    """Check converted weights against their config, then write both.
 
+    Args:
+        state_dict, backbone, num_classes: The converted recognizer.
+        out_checkpoint, out_config: Where to write them.
+        label_names (Sequence[str], optional): Class names, stored in the
+            config and as the checkpoint's ``dataset_meta``.
+        source (str): What the weights are, for the mismatch error.
+        meta (dict, optional): The checkpoint's ``meta``.
+        header (str): Comment at the top of the config.
+        **config_kwargs: As :func:`recognizer_config`.
 
-def expected_shapes(model_cfg: dict) -> Dict[str, Tuple[int, ...]]:
-    """Parameter names and shapes (``backbone.*``, ``cls_head.*``) of the
-    recognizer ``model_cfg`` describes, built on the ``meta`` device."""
-    from mmaction.registry import MODELS
-    from mmengine.registry import DefaultScope
-
-    # The ViViT modules are registered: importing this package imported
-    # vivit_mm (its parent) first.
-    with torch.device('meta'), DefaultScope.overwrite_default_scope(
-            'mmaction'):
-        model = MODELS.build(copy.deepcopy(model_cfg))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()
-            if k.startswith(WEIGHT_PREFIXES)}
+    Returns:
+        dict: The config written.
+    """
+    cfg = recognizer_config(backbone, num_classes, label_names=label_names,
+                            **config_kwargs)
+    check_against_config(state_dict, cfg['model'], source)
+    meta = dict(meta or {})
+    if label_names:
+        meta['dataset_meta'] = dict(classes=list(label_names))
+    save_checkpoint(state_dict, out_checkpoint, meta)
+    write_config(cfg, out_config, header=header)
+    return cfg
 
 
 def label_names_from_id2label(id2label: Optional[Mapping],
@@ -289,42 +266,7 @@ def label_names_from_id2label(id2label: Optional[Mapping],
     return ordered
 
 
-# ------------------------------------------------------------------- CLI
-def add_test_config_args(parser) -> None:
-    """The test-protocol options every converter CLI offers."""
-    g = parser.add_argument_group('test config written beside the weights')
-    g.add_argument('--num-clips', type=int, default=4,
-                   help='temporal views (default: 4)')
-    g.add_argument('--frame-interval', type=int, default=2,
-                   help='frame stride of a clip (default: 2; 1 for SSv2/EK '
-                   'as scenic trained them)')
-    g.add_argument('--spatial-crops', type=int, choices=(1, 3), default=3,
-                   help='3 = ThreeCrop, 1 = CenterCrop (default: 3)')
-    g.add_argument('--test-scale', type=int, default=None,
-                   help='short side before cropping (default: the crop '
-                   'size with 3 crops, crop * 256 / 224 with 1)')
-    g.add_argument('--ann-file', default='data/kinetics400/'
-                   'kinetics400_val_list_videos.txt',
-                   help='test annotation list for tools/test.py')
-    g.add_argument('--data-prefix', default='data/kinetics400/videos_val',
-                   help='test video folder for tools/test.py')
-
-
-def test_config_kwargs(args) -> dict:
-    """``recognizer_config`` keyword arguments from those CLI options."""
-    return dict(num_clips=args.num_clips, frame_interval=args.frame_interval,
-                three_crop=args.spatial_crops == 3,
-                test_scale=args.test_scale, ann_file=args.ann_file,
-                data_prefix=args.data_prefix)
-
-
-def read_label_map(path: str) -> List[str]:
-    """Class names, one per line (MMAction2's label map format)."""
-    with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip()]
-
-
-def write_label_map(names: Sequence[str], path: str) -> None:
-    _makedirs_for(path)
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(''.join(f'{n}\n' for n in names))
+__all__ = ['OFFICIAL_MEAN', 'OFFICIAL_STD', 'test_pipeline',
+           'recognizer_config', 'write_config', 'save_checkpoint',
+           'check_against_config', 'write_recognizer',
+           'label_names_from_id2label']

@@ -14,61 +14,59 @@ Parameter names follow ``scenic/projects/vivit/model.py``:
 * ``output_projection/{kernel,bias}``; a ``pre_logits`` Dense exists only
   with ``representation_size`` and is not supported.
 
-Blocks: Models 1 and 4 use ``LayerNorm_0``, ``MultiHeadDotProductAttention_0``
-(``query``/``key``/``value`` kernels ``(D, heads, head_dim)``, biases
-``(heads, head_dim)``, ``out`` kernel ``(heads, head_dim, D)``),
-``LayerNorm_1``, ``MlpBlock_0/Dense_{0,1}``. Model 3
-(``EncoderFactorizedSelfAttentionBlock``) uses ``LayerNorm_{space,time}``,
-``MultiHeadDotProductAttention_{space,time}``, ``LayerNorm_mlp`` and
-``MlpBlock/Dense_{0,1}``. Model 4 has exactly Model 1's parameters (its
-heads are split in the attention function: first half temporal, second half
-spatial), so a tree without ``cls`` is Model 1 with average pooling or
-Model 4, and the caller has to say which.
+The blocks are mapped by :mod:`vivit_mm.convert.flax`. Model 4 has exactly
+Model 1's parameters (its heads are split in the attention function: first
+half temporal, second half spatial), so a tree without ``cls`` is Model 1
+with average pooling or Model 4, and the caller has to say which.
+
+Two training settings are not recorded in a checkpoint and are stated in
+the conversion's notes: scenic's ``classifier`` when the tree has no CLS
+token (scenic's default ``'gap'`` is assumed; ``'gmp'``, ``'gsp'`` and
+``'0'`` have no vivit_mm pooling and are refused), and Model 3's
+``attention_order`` (scenic's default ``'time_space'``; ``ViViTM3``'s own
+default is ``'space_time'``).
 """
 import os
-import re
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .flax_io import load_flax_arrays
-from .recognizer import arch_name
+from ..models.backbones.base import BaseViViT
+from ..models.utils.pos_embed import solve_token_grid
+from ..utils import checks
+from . import flax
+from .io import read_checkpoint
 
 #: Where the parameters sit inside a checkpoint, most specific first.
 PARAM_ROOTS = ('optimizer/target/params/', 'optimizer/target/', 'params/',
                'target/', '')
 MODELS = (1, 2, 3, 4)
-_M1_BLOCK = {'LayerNorm_0': 'norm1', 'MultiHeadDotProductAttention_0': 'attn',
-             'LayerNorm_1': 'norm2', 'MlpBlock_0/Dense_0': 'mlp.fc1',
-             'MlpBlock_0/Dense_1': 'mlp.fc2'}
-_M3_BLOCK = {'LayerNorm_space': 'norm1',
-             'MultiHeadDotProductAttention_space': 'attn',
-             'LayerNorm_time': 'temporal_norm',
-             'MultiHeadDotProductAttention_time': 'temporal_attn',
-             'LayerNorm_mlp': 'norm2', 'MlpBlock/Dense_0': 'mlp.fc1',
-             'MlpBlock/Dense_1': 'mlp.fc2'}
+#: scenic ``classifier`` values and the vivit_mm pooling they are.
+CLASSIFIERS = {'token': 'token', 'gap': 'gap'}
+#: scenic ``classifier`` values vivit_mm has no pooling for.
+UNSUPPORTED_CLASSIFIERS = {
+    'gmp': 'global max pooling of the final tokens',
+    'gsp': 'global sum pooling of the final tokens',
+    '0': 'the first patch token, without a CLS token',
+}
+ATTENTION_ORDERS = ('time_space', 'space_time')
 
 
-class _Tree:
-    """Flat ``'a/b/c' -> array`` parameters; remembers what was taken so
-    that leftovers (names this converter does not know) are reported."""
+class ConvertedModel(NamedTuple):
+    """A converted official checkpoint.
 
-    def __init__(self, flat: Dict[str, np.ndarray], model: int) -> None:
-        self.flat, self.used, self.model = flat, set(), model
-
-    def has(self, key: str) -> bool:
-        return key in self.flat
-
-    def take(self, key: str) -> torch.Tensor:
-        if key not in self.flat:
-            raise ValueError(f'Scenic Model {self.model} checkpoint has no '
-                             f'parameter {key!r}.')
-        self.used.add(key)
-        return torch.tensor(np.asarray(self.flat[key], dtype=np.float32))
-
-    def leftover(self):
-        return sorted(set(self.flat) - self.used)
+    Attributes:
+        state_dict (dict): ``backbone.*`` and ``cls_head.*`` tensors.
+        backbone (dict): The backbone config.
+        num_classes (int): Classifier outputs.
+        notes (list[str]): Settings the checkpoint does not record and that
+            were assumed (printed by the converter CLI).
+    """
+    state_dict: Dict[str, torch.Tensor]
+    backbone: dict
+    num_classes: int
+    notes: List[str]
 
 
 # ------------------------------------------------------------ parameters
@@ -108,100 +106,138 @@ def detect_scenic_model(params: Dict[str, np.ndarray]) -> Optional[int]:
         f'(Model 2); got e.g. {sorted(params)[:6]}.')
 
 
-def _linear(tree: _Tree, src: str, dst: str, out: dict) -> None:
-    out[f'{dst}.weight'] = tree.take(f'{src}/kernel').t()
-    out[f'{dst}.bias'] = tree.take(f'{src}/bias')
-
-
-def _layer_norm(tree: _Tree, src: str, dst: str, out: dict) -> None:
-    out[f'{dst}.weight'] = tree.take(f'{src}/scale')
-    out[f'{dst}.bias'] = tree.take(f'{src}/bias')
-
-
-def _attention(tree: _Tree, src: str, dst: str, out: dict) -> int:
-    """flax MultiHeadDotProductAttention -> fused qkv + proj; returns the
-    number of heads."""
-    kernels = [tree.take(f'{src}/{n}/kernel') for n in
-               ('query', 'key', 'value')]  # (D, heads, head_dim) each
-    D, heads, head_dim = kernels[0].shape
-    out[f'{dst}.qkv.weight'] = torch.cat(
-        [k.reshape(D, heads * head_dim).t() for k in kernels], dim=0)
-    biases = [f'{src}/{n}/bias' for n in ('query', 'key', 'value')]
-    if any(tree.has(b) for b in biases):
-        out[f'{dst}.qkv.bias'] = torch.cat(
-            [tree.take(b).reshape(-1) for b in biases], dim=0)
-    kernel = tree.take(f'{src}/out/kernel')  # (heads, head_dim, D)
-    out[f'{dst}.proj.weight'] = kernel.reshape(heads * head_dim, -1).t()
-    out[f'{dst}.proj.bias'] = tree.take(f'{src}/out/bias')
-    return heads
-
-
-def _encoder(tree: _Tree, src: str, dst: Tuple[str, str, str],
-             block: Dict[str, str], out: dict) -> Tuple[int, int, int]:
-    """One scenic ``Encoder`` -> (layers, pos embed, norm) with the ``dst``
-    names; returns ``(num_layers, num_heads, feedforward_channels)``."""
-    layers_dst, pos_dst, norm_dst = dst
-    if not tree.has(f'{src}/posembed_input/pos_embedding'):
+def _resolve_model(params, model: Optional[int]) -> int:
+    detected = detect_scenic_model(params)
+    if model is not None:
+        checks.one_of(model, 'model', MODELS)
+    if detected is None:
+        if model not in (1, 4):
+            raise ValueError(
+                'This tree has Model 1/4 blocks and no CLS token: it is Model '
+                '1 with average pooling or Model 4 (factorised dot-product '
+                'attention), which have identical parameters. Say which with '
+                'model=1 or model=4 (--model on the command line).')
+        return model
+    if model is not None and model != detected:
         raise ValueError(
-            f'{src} has no posembed_input/pos_embedding: only learned '
-            "('learned_1d') position embeddings are supported, not "
-            'sinusoidal or none.')
-    out[pos_dst] = tree.take(f'{src}/posembed_input/pos_embedding')
-    pattern = re.compile(re.escape(src) + r'/encoderblock_(\d+)/')
-    ids = sorted({int(m.group(1)) for k in tree.flat
-                  for m in [pattern.match(k)] if m})
-    if ids != list(range(len(ids))) or not ids:
-        raise ValueError(f'{src} blocks are not encoderblock_0..n-1: {ids}.')
-    heads = ffn = None
-    for i in ids:
-        for theirs, ours in block.items():
-            s = f'{src}/encoderblock_{i}/{theirs}'
-            d = f'{layers_dst}{i}.{ours}'
-            if 'Attention' in theirs:
-                heads = _attention(tree, s, d, out)
-            elif 'LayerNorm' in theirs:
-                _layer_norm(tree, s, d, out)
-            else:
-                _linear(tree, s, d, out)
-        ffn = out[f'{layers_dst}{i}.mlp.fc1.weight'].shape[0]
-    _layer_norm(tree, f'{src}/encoder_norm', norm_dst, out)
-    return len(ids), heads, ffn
+            f'model={model} was given, but the parameter names are those of '
+            f'Model {detected}' + (" (Model 4 has no CLS token, this tree has "
+                                   "'cls')" if model == 4 else '') + '.')
+    return detected
 
 
-# ------------------------------------------------------------ token grid
-def _grid(num_tokens: int, patch: Tuple[int, int], t: int,
-          img_size: Optional[Union[int, Sequence[int]]],
-          num_frames: Optional[int]) -> Tuple[Union[int, tuple], int]:
-    """``(img_size, num_frames)`` whose ``n_t * n_h * n_w`` is
-    ``num_tokens`` (the position table of Models 1, 3, 4)."""
+def _pooling(has_cls: bool, classifier: Optional[str],
+             notes: List[str]) -> str:
+    """vivit_mm's pooling for scenic's ``classifier``."""
+    if classifier is None:
+        classifier = 'token' if has_cls else 'gap'
+        if not has_cls:
+            notes.append(
+                "classifier 'gap' (global average pooling) assumed: the tree "
+                "has no CLS token, scenic's default classifier is 'gap' and "
+                "the checkpoint does not record it; trees trained with 'gmp', "
+                "'gsp' or '0' cannot be converted.")
+    if classifier in UNSUPPORTED_CLASSIFIERS:
+        raise ValueError(
+            f"scenic classifier {classifier!r} "
+            f'({UNSUPPORTED_CLASSIFIERS[classifier]}) has no vivit_mm '
+            f"pooling; vivit_mm supports {tuple(CLASSIFIERS)} ('token': the "
+            "CLS token, 'gap': global average pooling).")
+    checks.one_of(classifier, 'classifier',
+                  tuple(CLASSIFIERS) + tuple(UNSUPPORTED_CLASSIFIERS))
+    if (classifier == 'token') != has_cls:
+        raise ValueError(
+            f"classifier={classifier!r}, but the tree "
+            f"{'has' if has_cls else 'has no'} CLS token: scenic adds one "
+            "exactly for classifier='token'.")
+    return CLASSIFIERS[classifier]
+
+
+def _frame_grid(num_tokens: int, patch, t: int, img_size, num_frames):
+    """``(img_size, num_frames)`` whose token grid holds the ``num_tokens``
+    of a Model 1/3/4 position table."""
     if img_size is None and num_frames is None:
         img_size = 224
     if img_size is not None:
-        h, w = (img_size, img_size) if isinstance(img_size, int) \
-            else tuple(img_size)
-        n_s = (h // patch[0]) * (w // patch[1])
-        if h % patch[0] or w % patch[1] or num_tokens % n_s:
+        h, w = checks.int_pair(img_size, 'img_size')
+        if h % patch[0] or w % patch[1]:
+            raise ValueError(f'Config/weights mismatch: img_size {img_size} '
+                             f'is not a multiple of the patch {patch}.')
+        grid = solve_token_grid(num_tokens,
+                                spatial=(h // patch[0], w // patch[1]))
+        if grid is None:
             raise ValueError(
                 f'Config/weights mismatch: the position table has '
                 f'{num_tokens} tokens, which is not a whole number of frames '
-                f'of {n_s} tokens for img_size {img_size} and patch {patch}; '
-                'pass the img_size the model was trained at.')
-        frames = num_tokens // n_s * t
-        if num_frames is not None and num_frames != frames:
+                f'of {(h // patch[0]) * (w // patch[1])} tokens for img_size '
+                f'{img_size} and patch {patch}; pass the img_size the model '
+                'was trained at.')
+        if num_frames is not None and num_frames != grid[0] * t:
+            needed = num_frames // t * grid[1] * grid[2]
             raise ValueError(
                 f'Config/weights mismatch: num_frames={num_frames} with '
-                f'img_size {img_size} needs {num_frames // t * n_s} tokens, '
-                f'the position table has {num_tokens}.')
-        return img_size, frames
-    n_t = num_frames // t
-    side = int(round((num_tokens // max(n_t, 1))**0.5))
-    if num_frames % t or n_t * side * side != num_tokens:
+                f'img_size {img_size} needs {needed} tokens, the position '
+                f'table has {num_tokens}.')
+        return img_size, grid[0] * t
+    grid = solve_token_grid(num_tokens, n_t=num_frames // t) \
+        if num_frames % t == 0 else None
+    if grid is None:
         raise ValueError(
             f'Config/weights mismatch: {num_tokens} position tokens are not '
-            f'{n_t} frames of a square token grid (num_frames={num_frames}, '
-            f'tubelet {t}); pass img_size.')
-    return side * patch[0] if patch[0] == patch[1] else \
-        (side * patch[0], side * patch[1]), num_frames
+            f'{num_frames // t} frames of a square token grid (num_frames='
+            f'{num_frames}, tubelet {t}); pass img_size.')
+    _, n_h, n_w = grid
+    size = (n_h * patch[0], n_w * patch[1])
+    return (size[0] if size[0] == size[1] else size), num_frames
+
+
+def _model2(tree, out, patch, t, img_size, num_frames, token):
+    """Factorised encoder: spatial + temporal encoders and their CLS."""
+    if token:
+        out['backbone.cls_token'] = tree.take('cls_SpatialTransformer')
+    layers, heads, ffn = flax.encoder(tree, 'SpatialTransformer',
+                                      'backbone.', out)
+    n_s = out['backbone.pos_embed'][1].shape[1] - int(token)
+    if img_size is None:
+        grid = solve_token_grid(n_s, n_t=1)
+        if grid is None or patch[0] != patch[1]:
+            raise ValueError(f'{n_s} spatial tokens are not a square grid; '
+                             'pass img_size.')
+        img_size = grid[1] * patch[0]
+    h, w = checks.int_pair(img_size, 'img_size')
+    if (h // patch[0]) * (w // patch[1]) != n_s:
+        raise ValueError(
+            f'Config/weights mismatch: img_size {img_size} with patch {patch} '
+            f'gives {(h // patch[0]) * (w // patch[1])} spatial tokens, the '
+            f'spatial position table has {n_s}.')
+    temporal_layers = 0
+    if any(k.startswith('TemporalTransformer/') for k in tree.flat):
+        if tree.has('cls_TemporalTransformer') != token:
+            raise ValueError('Only one of the spatial and temporal encoders '
+                             'has a CLS token; vivit_mm uses one pooling for '
+                             'both.')
+        if token:
+            out['backbone.temporal_cls_token'] = tree.take(
+                'cls_TemporalTransformer')
+        temporal_layers, t_heads, t_ffn = flax.encoder(
+            tree, 'TemporalTransformer', 'backbone.temporal_', out)
+        if (t_heads, t_ffn) != (heads, ffn):
+            raise ValueError(
+                f'The temporal encoder (heads {t_heads}, mlp {t_ffn}) differs '
+                f'from the spatial one (heads {heads}, mlp {ffn}); ViViTM2 '
+                'uses one width for both.')
+        n_t = out['backbone.temporal_pos_embed'][1].shape[1] - int(token)
+        if num_frames is not None and num_frames != n_t * t:
+            raise ValueError(
+                f'Config/weights mismatch: num_frames={num_frames} with '
+                f'tubelet {t} gives {num_frames // t} temporal tokens, the '
+                f'temporal position table has {n_t}.')
+        num_frames = n_t * t
+    elif num_frames is None:
+        num_frames = 32
+    arch = dict(embed_dims=out['backbone.pos_embed'][1].shape[-1],
+                num_layers=layers, num_heads=heads, feedforward_channels=ffn)
+    return arch, img_size, num_frames, temporal_layers
 
 
 # -------------------------------------------------------------- mapping
@@ -209,8 +245,8 @@ def scenic_to_vivit(params: Dict[str, np.ndarray],
                     model: Optional[int] = None,
                     img_size: Optional[Union[int, Sequence[int]]] = None,
                     num_frames: Optional[int] = None,
-                    attention_order: str = 'time_space'
-                    ) -> Tuple[Dict[str, torch.Tensor], dict, int]:
+                    attention_order: str = 'time_space',
+                    classifier: Optional[str] = None) -> ConvertedModel:
     """Map a scenic ViViT parameter tree to a vivit_mm recognizer.
 
     Args:
@@ -226,148 +262,77 @@ def scenic_to_vivit(params: Dict[str, np.ndarray],
         num_frames (int, optional): Input frames; see ``img_size``. For the
             Model 2 average-pool baseline it defaults to 32.
         attention_order (str): Model 3 only; ``'time_space'`` (scenic's
-            default) or ``'space_time'``. Not stored in checkpoints.
+            default, and so this function's) or ``'space_time'``
+            (``ViViTM3``'s own default). Not stored in checkpoints.
+        classifier (str, optional): scenic's ``classifier``: ``'token'`` or
+            ``'gap'``; by default ``'token'`` when the tree has a CLS token,
+            else ``'gap'`` (scenic's default, stated in the notes).
+            ``'gmp'``, ``'gsp'`` and ``'0'`` are refused by name.
 
     Returns:
-        tuple: ``(state_dict, backbone_cfg, num_classes)``; the state dict
-        has ``backbone.*`` and ``cls_head.*`` keys.
+        ConvertedModel: state dict (``backbone.*``, ``cls_head.*``),
+        backbone config, number of classes, notes on what was assumed.
 
     Raises:
         ValueError: Unknown layout, an ambiguous or contradicted ``model``,
-            a parameter missing or unknown, or sizes that contradict the
-            weights.
+            an unsupported ``classifier``, a parameter missing or unknown,
+            or sizes that contradict the weights.
     """
-    detected = detect_scenic_model(params)
-    if model is not None and model not in MODELS:
-        raise ValueError(f'model must be one of {MODELS}, got {model!r}.')
-    if detected is None:
-        if model not in (1, 4):
-            raise ValueError(
-                'This tree has Model 1/4 blocks and no CLS token: it is Model '
-                '1 with average pooling or Model 4 (factorised dot-product '
-                'attention), which have identical parameters. Say which with '
-                'model=1 or model=4 (--model on the command line).')
-        detected = model
-    elif model is not None and model != detected:
-        raise ValueError(
-            f'model={model} was given, but the parameter names are those of '
-            f'Model {detected}' + (" (Model 4 has no CLS token, this tree has "
-                                   "'cls')" if model == 4 else '') + '.')
+    detected = _resolve_model(params, model)
+    checks.one_of(attention_order, 'attention_order', ATTENTION_ORDERS)
     if params.get('pre_logits/kernel') is not None:
         raise ValueError(
             "The tree has a 'pre_logits' layer (representation_size set); "
             'ViViTHead has no such layer, so it is not supported.')
-    tree = _Tree(params, detected)
-    out: Dict[str, torch.Tensor] = {}
-
-    kernel = tree.take('embedding/kernel')
-    if kernel.dim() == 5:  # (t, h, w, C, D) -> (D, C, t, h, w)
-        out['backbone.patch_embed.projection.weight'] = kernel.permute(
-            4, 3, 0, 1, 2).contiguous()
-        t, ph, pw, in_ch, D = kernel.shape
-        tokenizer = 'tubelet'
-    elif kernel.dim() == 4:  # uniform frame sampling: (h, w, C, D)
-        out['backbone.patch_embed.projection.weight'] = kernel.permute(
-            3, 2, 0, 1).contiguous()
-        (ph, pw, in_ch, D), t, tokenizer = kernel.shape, 1, 'uniform'
-    else:
-        raise ValueError('embedding/kernel must be (t, h, w, C, D) or '
-                         f'(h, w, C, D), got {tuple(kernel.shape)}.')
-    out['backbone.patch_embed.projection.bias'] = tree.take('embedding/bias')
-    patch = (ph, pw)
+    tree = flax.FlaxTree(params, f'Scenic Model {detected} checkpoint')
+    out: Dict[str, flax.Entry] = {}
+    notes: List[str] = []
+    flax.patch_embedding(tree, 'embedding', 'backbone.patch_embed.projection',
+                         out)
+    kernel = out['backbone.patch_embed.projection.weight'][1]
+    D, in_ch = kernel.shape[:2]
+    t = kernel.shape[2] if kernel.dim() == 5 else 1
+    patch = tuple(kernel.shape[-2:])
+    token = tree.has('cls_SpatialTransformer' if detected == 2 else 'cls')
+    pooling = _pooling(token, classifier, notes)
 
     backbone = dict(type=f'ViViTM{detected}')
     if detected == 2:
-        arch, img_size, num_frames, token = _model2(
-            tree, out, patch, t, img_size, num_frames)
-        backbone['num_temporal_layers'] = arch.pop('num_temporal_layers')
+        arch, img_size, num_frames, backbone['num_temporal_layers'] = \
+            _model2(tree, out, patch, t, img_size, num_frames, token)
     else:
-        token = tree.has('cls')
         if token:
             out['backbone.cls_token'] = tree.take('cls')
-        block = _M3_BLOCK if detected == 3 else _M1_BLOCK
-        layers, heads, ffn = _encoder(
-            tree, 'Transformer', ('backbone.layers.', 'backbone.pos_embed',
-                                  'backbone.norm'), block, out)
+        layers, heads, ffn = flax.encoder(tree, 'Transformer', 'backbone.',
+                                          out)
         arch = dict(embed_dims=D, num_layers=layers, num_heads=heads,
                     feedforward_channels=ffn)
-        img_size, num_frames = _grid(
-            out['backbone.pos_embed'].shape[1] - int(token), patch, t,
+        img_size, num_frames = _frame_grid(
+            out['backbone.pos_embed'][1].shape[1] - int(token), patch, t,
             img_size, num_frames)
     if detected == 3:
-        if attention_order not in ('time_space', 'space_time'):
-            raise ValueError("attention_order must be 'time_space' or "
-                             f"'space_time', got {attention_order!r}.")
         backbone['attention_order'] = attention_order
-    _linear(tree, 'output_projection', 'cls_head.fc_cls', out)
+        notes.append(
+            f"attention_order={attention_order!r}: the checkpoint does not "
+            "record it; scenic's default is 'time_space' (ViViTM3's own "
+            "default is 'space_time'), pass attention_order if the model was "
+            'trained with the other.')
+    flax.dense(tree, 'output_projection', 'cls_head.fc_cls', out)
     left = tree.leftover()
     if left:
         raise ValueError(f'Scenic Model {detected} tree has parameters this '
                          f'converter does not know: {left[:8]}.')
     backbone.update(
-        arch=arch_name(arch), img_size=img_size, num_frames=num_frames,
-        patch_size=ph if ph == pw else [ph, pw], tubelet_size=t,
-        tokenizer=tokenizer, in_channels=in_ch,
-        pooling='token' if token else 'gap', qkv_bias=True,
+        arch=BaseViViT.arch_name(arch), img_size=img_size,
+        num_frames=num_frames, patch_size=patch[0]
+        if patch[0] == patch[1] else list(patch), tubelet_size=t,
+        tokenizer='tubelet' if kernel.dim() == 5 else 'uniform',
+        in_channels=in_ch, pooling=pooling, qkv_bias=True,
         act_cfg=dict(type='GELU', approximate='tanh'),
         norm_cfg=dict(type='LN', eps=1e-6))
-    num_classes = out['cls_head.fc_cls.weight'].shape[0]
-    return out, backbone, num_classes
-
-
-def _model2(tree: _Tree, out: dict, patch, t, img_size, num_frames):
-    """Factorised encoder: spatial + temporal encoders and their CLS."""
-    token = tree.has('cls_SpatialTransformer')
-    if token:
-        out['backbone.cls_token'] = tree.take('cls_SpatialTransformer')
-    layers, heads, ffn = _encoder(
-        tree, 'SpatialTransformer',
-        ('backbone.layers.', 'backbone.pos_embed', 'backbone.norm'),
-        _M1_BLOCK, out)
-    n_s = out['backbone.pos_embed'].shape[1] - int(token)
-    side = int(round(n_s**0.5))
-    if img_size is None:
-        if side * side != n_s or patch[0] != patch[1]:
-            raise ValueError(f'{n_s} spatial tokens are not a square grid; '
-                             'pass img_size.')
-        img_size = side * patch[0]
-    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
-    if (h // patch[0]) * (w // patch[1]) != n_s:
-        raise ValueError(
-            f'Config/weights mismatch: img_size {img_size} with patch {patch} '
-            f'gives {(h // patch[0]) * (w // patch[1])} spatial tokens, the '
-            f'spatial position table has {n_s}.')
-    temporal_layers = 0
-    if any(k.startswith('TemporalTransformer/') for k in tree.flat):
-        if tree.has('cls_TemporalTransformer') != token:
-            raise ValueError('Only one of the spatial and temporal encoders '
-                             'has a CLS token; vivit_mm uses one pooling for '
-                             'both.')
-        if token:
-            out['backbone.temporal_cls_token'] = tree.take(
-                'cls_TemporalTransformer')
-        temporal_layers, t_heads, t_ffn = _encoder(
-            tree, 'TemporalTransformer',
-            ('backbone.temporal_layers.', 'backbone.temporal_pos_embed',
-             'backbone.temporal_norm'), _M1_BLOCK, out)
-        if (t_heads, t_ffn) != (heads, ffn):
-            raise ValueError(
-                f'The temporal encoder (heads {t_heads}, mlp {t_ffn}) differs '
-                f'from the spatial one (heads {heads}, mlp {ffn}); ViViTM2 '
-                'uses one width for both.')
-        n_t = out['backbone.temporal_pos_embed'].shape[1] - int(token)
-        if num_frames is not None and num_frames != n_t * t:
-            raise ValueError(
-                f'Config/weights mismatch: num_frames={num_frames} with '
-                f'tubelet {t} gives {num_frames // t} temporal tokens, the '
-                f'temporal position table has {n_t}.')
-        num_frames = n_t * t
-    elif num_frames is None:
-        num_frames = 32
-    arch = dict(embed_dims=out['backbone.pos_embed'].shape[-1],
-                num_layers=layers, num_heads=heads, feedforward_channels=ffn,
-                num_temporal_layers=temporal_layers)
-    return arch, img_size, num_frames, token
+    state_dict = {k: v for k, (_, v) in out.items()}
+    num_classes = state_dict['cls_head.fc_cls.weight'].shape[0]
+    return ConvertedModel(state_dict, backbone, num_classes, notes)
 
 
 # ------------------------------------------------------------------ files
@@ -378,31 +343,29 @@ def convert_scenic_checkpoint(src: str,
                               img_size=None,
                               num_frames: Optional[int] = None,
                               attention_order: str = 'time_space',
+                              classifier: Optional[str] = None,
                               label_names: Optional[Sequence[str]] = None,
-                              **config_kwargs) -> dict:
+                              **config_kwargs) -> tuple:
     """Convert an official checkpoint file (flax msgpack or ``.npz``) into
     an MMAction2 checkpoint and config; see :func:`scenic_to_vivit` and
     :func:`vivit_mm.convert.recognizer_config` for the options.
 
     Returns:
-        dict: The config written.
+        tuple: ``(config dict written, notes)``.
     """
-    from .recognizer import (check_against_config, recognizer_config,
-                             save_checkpoint, write_config)
-    params = find_params(load_flax_arrays(src))
-    sd, backbone, num_classes = scenic_to_vivit(
+    from .recognizer import write_recognizer
+    params = find_params(read_checkpoint(src))
+    converted = scenic_to_vivit(
         params, model=model, img_size=img_size, num_frames=num_frames,
-        attention_order=attention_order)
-    cfg = recognizer_config(backbone, num_classes, label_names=label_names,
-                            **config_kwargs)
-    check_against_config(sd, cfg['model'], f'the weights in {src!r}')
-    meta = dict(converted_from='scenic', source=os.path.abspath(src),
-                scenic_model=int(backbone['type'][-1]))
-    if label_names:
-        meta['dataset_meta'] = dict(classes=list(label_names))
-    save_checkpoint(sd, out_checkpoint, meta)
-    write_config(cfg, out_config,
-                 header=f'ViViT Model {backbone["type"][-1]} converted from '
-                 f'the official checkpoint {os.path.basename(src)!r} by '
-                 'vivit_mm.convert (tools/convert/scenic_to_vivit.py).')
-    return cfg
+        attention_order=attention_order, classifier=classifier)
+    number = converted.backbone['type'][-1]
+    cfg = write_recognizer(
+        converted.state_dict, converted.backbone, converted.num_classes,
+        out_checkpoint, out_config, label_names=label_names,
+        source=f'the weights in {src!r}',
+        meta=dict(converted_from='scenic', source=os.path.abspath(src),
+                  scenic_model=int(number), notes=converted.notes),
+        header=f'ViViT Model {number} converted from the official '
+        f'checkpoint {os.path.basename(src)!r} by vivit_mm.convert '
+        '(tools/convert/scenic_to_vivit.py).', **config_kwargs)
+    return cfg, converted.notes

@@ -1,11 +1,15 @@
-"""Data: the embedded synthetic motion video data set.
+"""Data: transforms, data set wrappers and the sampler that configs name,
+and the embedded synthetic motion video data set.
 
 The generator lives in :mod:`vivit_mm.datasets.synthetic` (imported on
 demand; ``python -m vivit_mm.datasets.synthetic --out DIR`` is its CLI).
 """
-from .robust import CheckVideoLength, SkipBadVideosDataset, VideoReadError  # noqa: F401,E501
+from .samplers import ResumableSampler
 from .synthetic_dataset import SyntheticMotionDataset
 from .transforms import ScaleJitter, VideoColorJitter
+from .video_errors import CheckVideoLength, VideoReadError, VideoReadGuard
+from .wrappers import ReproducibleDataset, SkipBadVideosDataset
 
-__all__ = ['SyntheticMotionDataset', 'ScaleJitter',
-           'VideoColorJitter']
+__all__ = ['SyntheticMotionDataset', 'ScaleJitter', 'VideoColorJitter',
+           'VideoReadGuard', 'VideoReadError', 'CheckVideoLength',
+           'SkipBadVideosDataset', 'ReproducibleDataset', 'ResumableSampler']

@@ -15,19 +15,9 @@ import numpy as np
 from mmaction.registry import TRANSFORMS
 from mmcv.transforms import BaseTransform
 
+from ..utils import checks
+
 _INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
-
-
-def _num(x) -> bool:
-    """Whether ``x`` is a real number (not a bool, str or None)."""
-    return isinstance(x, (int, float, np.integer, np.floating)) \
-        and not isinstance(x, bool)
-
-
-def _pair(r) -> bool:
-    """Whether ``r`` is a (low, high) pair of numbers."""
-    return isinstance(r, (tuple, list)) and len(r) == 2 \
-        and all(_num(v) for v in r)
 
 
 @TRANSFORMS.register_module()
@@ -56,18 +46,14 @@ class ScaleJitter(BaseTransform):
                  scale_range: Tuple[float, float] = (0.9, 1.33),
                  prob: float = 1.0,
                  interpolation: str = 'bilinear') -> None:
-        if not _pair(scale_range) or not 0 < scale_range[0] <= scale_range[1]:
-            raise ValueError(
-                f'scale_range must be (low, high) with 0 < low <= high, got '
-                f'{scale_range!r}.')
-        if not _num(prob) or not 0.0 <= prob <= 1.0:
-            raise ValueError(f'prob must be in [0, 1], got {prob!r}.')
-        if interpolation not in _INTERPOLATIONS:
-            raise ValueError(f'interpolation must be one of {_INTERPOLATIONS}'
-                             f', got {interpolation!r}.')
-        self.scale_range = tuple(float(s) for s in scale_range)
-        self.prob = prob
-        self.interpolation = interpolation
+        self.scale_range = checks.number_pair(scale_range, 'scale_range',
+                                              low=0.0)
+        if self.scale_range[0] == 0:
+            raise ValueError('scale_range must be (low, high) with 0 < low '
+                             f'<= high, got {scale_range!r}.')
+        self.prob = checks.probability(prob, 'prob')
+        self.interpolation = checks.one_of(interpolation, 'interpolation',
+                                           _INTERPOLATIONS)
 
     def transform(self, results: Dict) -> Dict:
         """Resize ``results['imgs']`` (a list of HxWxC frames) in place."""
@@ -130,24 +116,12 @@ class VideoColorJitter(BaseTransform):
                  contrast: Tuple[float, float] = (0.6, 1.4),
                  hue: float = 0.2,
                  gray_prob: float = 0.0) -> None:
-        for name, p in (('prob', prob), ('gray_prob', gray_prob)):
-            if not _num(p) or not 0.0 <= p <= 1.0:
-                raise ValueError(f'{name} must be in [0, 1], got {p!r}.')
-        if not _num(brightness) or not 0.0 <= brightness <= 1.0:
-            raise ValueError(
-                f'brightness must be in [0, 1], got {brightness!r}.')
-        for name, r in (('saturation', saturation), ('contrast', contrast)):
-            if not _pair(r) or not 0 <= r[0] <= r[1]:
-                raise ValueError(f'{name} must be (low, high) with '
-                                 f'0 <= low <= high, got {r!r}.')
-        if not _num(hue) or not 0.0 <= hue <= 0.5:
-            raise ValueError(f'hue must be in [0, 0.5], got {hue!r}.')
-        self.prob = prob
-        self.brightness = brightness
-        self.saturation = tuple(saturation)
-        self.contrast = tuple(contrast)
-        self.hue = hue
-        self.gray_prob = gray_prob
+        self.prob = checks.probability(prob, 'prob')
+        self.brightness = checks.in_range(brightness, 'brightness', 0, 1)
+        self.saturation = checks.number_pair(saturation, 'saturation', 0.0)
+        self.contrast = checks.number_pair(contrast, 'contrast', 0.0)
+        self.hue = checks.in_range(hue, 'hue', 0, 0.5)
+        self.gray_prob = checks.probability(gray_prob, 'gray_prob')
 
     def _jitter(self, img: np.ndarray, delta: float, sat: float,
                 con: float, hue: float) -> np.ndarray:

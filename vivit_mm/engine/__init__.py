@@ -1,7 +1,14 @@
-"""Runner extensions: ``ViViTInitHook`` (start training from an image ViT),
-the reliability hooks, ``PlainParamGroupsHook`` (torch.compile) and
-``BF16OptimWrapper`` (bf16 mixed precision, CPU included)."""
-from .hooks import ViViTInitHook
+"""Runner extensions that configs name: hooks (``ViViTInitHook`` and the
+reliability hooks), ``BF16OptimWrapper`` (bf16 mixed precision, CPU
+included), ``DeviceAwareDDP`` (distributed runs without CUDA) and the
+``atomic_local`` file backend."""
+from . import file_backends  # noqa: F401  (registers 'atomic_local')
+from .hooks import (AtomicCheckpointHook, ExactResumeHook, NonFiniteLossHook,
+                    PlainParamGroupsHook, SkippedVideosHook, ViViTInitHook,
+                    WeightsOnlyCheckpointHook)
+from .model_wrappers import DeviceAwareDDP
 from .optim_wrapper import BF16OptimWrapper
 
-__all__ = ['ViViTInitHook', 'BF16OptimWrapper']
+__all__ = ['ViViTInitHook', 'AtomicCheckpointHook', 'ExactResumeHook',
+           'NonFiniteLossHook', 'SkippedVideosHook', 'PlainParamGroupsHook',
+           'WeightsOnlyCheckpointHook', 'BF16OptimWrapper', 'DeviceAwareDDP']

@@ -73,12 +73,8 @@ def recognizer_complexity(model_cfg: dict) -> Tuple[int, int,
     Returns:
         tuple: ``(macs, params, input_shape)``.
     """
-    from mmaction.registry import MODELS
-    from mmengine.registry import DefaultScope
-
-    with torch.device('meta'), DefaultScope.overwrite_default_scope(
-            'mmaction'):
-        model = MODELS.build(model_cfg)
+    from .build import build_model
+    model = build_model(model_cfg, 'meta')
     shape = backbone_input_shape(model.backbone)
 
     def fwd(m, x):

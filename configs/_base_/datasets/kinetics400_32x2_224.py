@@ -18,13 +18,14 @@ crop_size = 224
 short_side = 256
 
 train_pipeline = [
-    dict(type='DecordInit', **file_client_args),
-    dict(
-        type='SampleFrames',
-        clip_len=num_frames,
-        frame_interval=frame_interval,
-        num_clips=1),
-    dict(type='DecordDecode'),
+    dict(type='VideoReadGuard', transforms=[
+        dict(type='DecordInit', **file_client_args),
+        dict(
+            type='SampleFrames',
+            clip_len=num_frames,
+            frame_interval=frame_interval,
+            num_clips=1),
+        dict(type='DecordDecode')]),
     dict(type='Resize', scale=(-1, short_side)),
     dict(type='ScaleJitter', scale_range=(0.9, 1.33)),
     dict(type='RandomCrop', size=crop_size),
@@ -37,28 +38,30 @@ train_pipeline = [
 ]
 # Validation during training: one centre view (cheap); the test is 4x3.
 val_pipeline = [
-    dict(type='DecordInit', **file_client_args),
-    dict(
-        type='SampleFrames',
-        clip_len=num_frames,
-        frame_interval=frame_interval,
-        num_clips=1,
-        test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='VideoReadGuard', transforms=[
+        dict(type='DecordInit', **file_client_args),
+        dict(
+            type='SampleFrames',
+            clip_len=num_frames,
+            frame_interval=frame_interval,
+            num_clips=1,
+            test_mode=True),
+        dict(type='DecordDecode')]),
     dict(type='Resize', scale=(-1, short_side)),
     dict(type='CenterCrop', crop_size=crop_size),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
 ]
 test_pipeline = [
-    dict(type='DecordInit', **file_client_args),
-    dict(
-        type='SampleFrames',
-        clip_len=num_frames,
-        frame_interval=frame_interval,
-        num_clips=4,
-        test_mode=True),
-    dict(type='DecordDecode'),
+    dict(type='VideoReadGuard', transforms=[
+        dict(type='DecordInit', **file_client_args),
+        dict(
+            type='SampleFrames',
+            clip_len=num_frames,
+            frame_interval=frame_interval,
+            num_clips=4,
+            test_mode=True),
+        dict(type='DecordDecode')]),
     # SlowFast-style 3-crop (as in DMVR): short side = crop size, then left,
     # centre and right (top, centre, bottom for portrait videos) crops.
     dict(type='Resize', scale=(-1, crop_size)),
@@ -72,12 +75,16 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=8,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # ResumableSampler + ReproducibleDataset: each sample's augmentation is
+    # seeded with (seed, epoch, index), so --resume continues exactly.
+    sampler=dict(type='ResumableSampler', shuffle=True),
     dataset=dict(
-        type=dataset_type,
-        ann_file=ann_file_train,
-        data_prefix=dict(video=data_root),
-        pipeline=train_pipeline))
+        type='ReproducibleDataset',
+        dataset=dict(
+            type=dataset_type,
+            ann_file=ann_file_train,
+            data_prefix=dict(video=data_root),
+            pipeline=train_pipeline)))
 # Batch 1 for validation and test: Recognizer3D's test_cfg.max_testing_views
 # (set in the top-level configs) only accepts one video per batch.
 val_dataloader = dict(

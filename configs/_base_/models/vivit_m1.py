@@ -1,4 +1,7 @@
-# ViViT-B/16x2 Model 1: 32 frames at 224x224, tubelets 2x16x16.
+# ViViT-B/16x2 Model 1 (spatio-temporal attention): 32 frames at 224x224,
+# tubelets 2x16x16, 400 classes. The other variants are children of this
+# file that change the backbone type (pooling is each variant's default:
+# the CLS token for Models 1 and 2, average pooling for 3 and 4).
 model = dict(
     type='Recognizer3D',
     backbone=dict(
@@ -9,7 +12,6 @@ model = dict(
         patch_size=16,
         tubelet_size=2,
         tokenizer='tubelet',
-        pooling='token',
         drop_path_rate=0.0),
     cls_head=dict(
         type='ViViTHead',
@@ -20,4 +22,6 @@ model = dict(
         type='ActionDataPreprocessor',
         mean=[127.5, 127.5, 127.5],
         std=[127.5, 127.5, 127.5],
-        format_shape='NCTHW'))
+        format_shape='NCTHW'),
+    # multi-view tests go through the backbone 4 views at a time
+    test_cfg=dict(max_testing_views=4))

@@ -1,23 +1,4 @@
-# ViViT-B/16x2 Model 4: 32 frames at 224x224, tubelets 2x16x16.
-model = dict(
-    type='Recognizer3D',
-    backbone=dict(
-        type='ViViTM4',
-        arch='b',
-        img_size=224,
-        num_frames=32,
-        patch_size=16,
-        tubelet_size=2,
-        tokenizer='tubelet',
-        pooling='gap',
-        drop_path_rate=0.0),
-    cls_head=dict(
-        type='ViViTHead',
-        num_classes=400,
-        in_channels=768,
-        average_clips='score'),
-    data_preprocessor=dict(
-        type='ActionDataPreprocessor',
-        mean=[127.5, 127.5, 127.5],
-        std=[127.5, 127.5, 127.5],
-        format_shape='NCTHW'))
+# ViViT-B/16x2 Model 4 (factorised dot-product attention: half of the heads
+# over time, half over space).
+_base_ = ['./vivit_m1.py']
+model = dict(backbone=dict(type='ViViTM4'))

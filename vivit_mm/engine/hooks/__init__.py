@@ -1,11 +1,11 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .exact_resume_hook import ExactResumeHook
 from .nonfinite_loss_hook import NonFiniteLossHook
-from .plain_param_groups_hook import (PlainParamGroupsHook,
-                                      add_plain_param_groups_hook)
+from .plain_param_groups_hook import PlainParamGroupsHook
 from .skipped_videos_hook import SkippedVideosHook
 from .vivit_init_hook import ViViTInitHook
+from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = ['ViViTInitHook', 'AtomicCheckpointHook', 'ExactResumeHook',
            'NonFiniteLossHook', 'SkippedVideosHook', 'PlainParamGroupsHook',
-           'add_plain_param_groups_hook']
+           'WeightsOnlyCheckpointHook']

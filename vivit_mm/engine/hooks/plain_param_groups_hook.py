@@ -2,11 +2,8 @@
 ``torch.compile`` can trace the optimizer step of a config with a
 ``paramwise_cfg``."""
 from mmaction.registry import HOOKS
-from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapperDict
-
-from ..reliability import hook_types
 
 
 def plain_param_groups(optimizer) -> int:
@@ -44,8 +41,8 @@ class PlainParamGroupsHook(Hook):
     and optimizer state.
 
     ``tools/train.py`` and ``tools/run_demo.py`` add it whenever the config
-    sets ``compile`` (:func:`add_plain_param_groups_hook`); add it to
-    ``custom_hooks`` yourself when you build the Runner in your own code.
+    sets ``compile``; add it to ``custom_hooks`` yourself when you build the
+    Runner in your own code.
     """
 
     priority = 'VERY_HIGH'
@@ -60,12 +57,3 @@ class PlainParamGroupsHook(Hook):
                                'parameter groups made plain dicts (for '
                                'torch.compile).')
 
-
-def add_plain_param_groups_hook(cfg: Config) -> Config:
-    """Add :class:`PlainParamGroupsHook` to ``cfg.custom_hooks`` (in place)
-    when ``cfg`` sets ``compile`` and does not have the hook yet."""
-    if cfg.get('compile', None) and \
-            'PlainParamGroupsHook' not in hook_types(cfg):
-        cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
-            dict(type='PlainParamGroupsHook')]
-    return cfg

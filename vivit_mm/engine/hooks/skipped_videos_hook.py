@@ -1,27 +1,12 @@
 """Log how many unreadable videos :class:`SkipBadVideosDataset` skipped."""
 import logging
-from typing import Optional
-
 import torch
 from mmaction.registry import HOOKS
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 
-from ...datasets.robust import SkipBadVideosDataset
-
-
-def find_skipper(dataset) -> Optional[SkipBadVideosDataset]:
-    """The :class:`SkipBadVideosDataset` in ``dataset`` or among the
-    ``dataset``/``datasets`` attributes of the wrappers around it."""
-    todo = [dataset]
-    while todo:
-        ds = todo.pop()
-        if isinstance(ds, SkipBadVideosDataset):
-            return ds
-        if hasattr(ds, 'dataset'):
-            todo.append(ds.dataset)
-        todo.extend(getattr(ds, 'datasets', None) or [])
-    return None
+from ...datasets.wrappers import SkipBadVideosDataset, find_wrapped
+from ...utils import checks
 
 
 @HOOKS.register_module()
@@ -42,16 +27,14 @@ class SkippedVideosHook(Hook):
     priority = 'BELOW_NORMAL'
 
     def __init__(self, max_files: int = 10) -> None:
-        if (not isinstance(max_files, int) or isinstance(max_files, bool)
-                or max_files < 0):
-            raise ValueError('SkippedVideosHook: max_files must be an int '
-                             f'>= 0, got {max_files!r}.')
-        self.max_files = max_files
+        self.max_files = checks.non_negative_int(max_files, 'max_files',
+                                                 'SkippedVideosHook')
         self._seen = 0  # skips already reported
 
     def after_train_epoch(self, runner) -> None:
         """Log the epoch's skips and the unreadable files so far."""
-        skipper = find_skipper(runner.train_dataloader.dataset)
+        skipper = find_wrapped(runner.train_dataloader.dataset,
+                               SkipBadVideosDataset)
         if skipper is None:
             return
         total = skipper.num_skipped

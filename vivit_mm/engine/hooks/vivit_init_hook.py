@@ -23,8 +23,9 @@ class ViViTInitHook(Hook):
     ``model.init_weights()`` (so the parts the image model lacks keep that
     seeded initialisation) and after ``load_from``/``resume``. If the Runner
     restored weights (``load_from``, ``resume``, or an auto-resume that found
-    a checkpoint), the hook does nothing: restored weights always win. It
-    never runs in ``Runner.test()``/``val()``.
+    a checkpoint: the Runner then calls ``after_load_checkpoint``), the hook
+    does nothing: restored weights always win. It never runs in
+    ``Runner.test()``/``val()``.
 
     Distributed training: every rank reads the same file and computes the
     same values; the backbone is then broadcast from rank 0, so all ranks
@@ -95,20 +96,17 @@ class ViViTInitHook(Hook):
         self.module = module
         self.report = None  # the InflationReport once the hook has run
         self._done = False
+        self._restored = False
 
     def _missing(self) -> str:
         return (f'the image checkpoint {self.checkpoint!r} does not exist '
                 '(download the image ViT first; nothing is fetched at run '
                 'time).')
 
-    @staticmethod
-    def _restored(runner) -> bool:
-        """Whether the Runner loaded or resumed a checkpoint."""
-        loaded = getattr(runner, '_has_loaded', None)
-        if loaded is not None:
-            return bool(loaded)
-        return (getattr(runner, '_load_from', None) is not None
-                or bool(getattr(runner, '_resume', False)))
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """The Runner restored weights (``load_from``, ``resume``): they
+        win, nothing is inflated."""
+        self._restored = True
 
     def _backbone(self, runner) -> BaseViViT:
         model = runner.model.module if is_model_wrapper(runner.model) \
@@ -131,7 +129,7 @@ class ViViTInitHook(Hook):
         if self._done:
             return
         self._done = True
-        if self._restored(runner):
+        if self._restored:
             runner.logger.info(
                 'ViViTInitHook: the Runner restored weights (load_from/'
                 f'resume), so {self.checkpoint} is not inflated.')

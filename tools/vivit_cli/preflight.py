@@ -1,24 +1,21 @@
-"""Reliability defaults for ``tools/train.py``: checks that run before
-anything is built, crash-safe resume, and the reliability hooks.
+"""Checks that ``tools/train.py`` and ``tools/test.py`` run before the Runner
+builds anything, so a wrong path fails in a second with a message that
+names the option, instead of after the model and data are built.
 
 * :func:`check_checkpoints`: every checkpoint the config references
   (``load_from``, ``resume``, ``ViViTInitHook``, ``init_cfg=Pretrained``)
-  exists and is complete, or the run stops at once with a message naming
-  the option.
+  exists and is complete.
 * :func:`find_resumable_checkpoint`: the newest *complete* checkpoint of a
   work directory (a file truncated by a kill is passed over).
-* :func:`apply_reliability_defaults`: ``AtomicCheckpointHook`` instead of
-  ``CheckpointHook``, ``ExactResumeHook`` and ``NonFiniteLossHook`` unless
-  configured, and optionally ``SkipBadVideosDataset`` + ``SkippedVideosHook``.
 """
 import glob
 import logging
 import os
 import os.path as osp
 import zipfile
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.logging import print_log
 
 
@@ -139,63 +136,3 @@ def check_checkpoints(cfg: Config) -> None:
                 f'custom_hooks[{i}].checkpoint', hook.get('checkpoint'),
                 ' (ViViTInitHook initialises the model from it when training '
                 'from scratch)')
-
-
-def hook_types(cfg: Config) -> List[str]:
-    """The ``type`` of every hook in ``cfg.custom_hooks``."""
-    return [h.get('type') for h in cfg.get('custom_hooks', None) or []
-            if isinstance(h, dict)]
-
-
-def apply_reliability_defaults(cfg: Config,
-                               exact_resume: bool = True,
-                               nonfinite_loss: Optional[str] = None,
-                               skip_bad_videos: bool = False) -> Config:
-    """Add the reliability machinery to a training config (in place).
-
-    * ``default_hooks.checkpoint`` of type ``CheckpointHook`` becomes
-      ``AtomicCheckpointHook`` (same arguments).
-    * ``ExactResumeHook`` is added unless configured or ``exact_resume``
-      is False.
-    * ``NonFiniteLossHook`` is added unless configured; ``nonfinite_loss``
-      (``'stop'``/``'skip'``) sets its action, overriding the config.
-    * ``skip_bad_videos``: the training data set is wrapped in
-      ``SkipBadVideosDataset`` (unless it already is); ``SkippedVideosHook``
-      is added whenever the training data set is such a wrapper.
-
-    Returns:
-        Config: ``cfg``.
-    """
-    if nonfinite_loss not in (None, 'stop', 'skip'):
-        raise ValueError("nonfinite_loss must be None, 'stop' or 'skip', got "
-                         f'{nonfinite_loss!r}.')
-    hooks = cfg.get('default_hooks', None)
-    if hooks and isinstance(hooks.get('checkpoint'), dict) \
-            and hooks.checkpoint.get('type') == 'CheckpointHook':
-        hooks.checkpoint.type = 'AtomicCheckpointHook'
-    custom = list(cfg.get('custom_hooks', None) or [])
-    types = hook_types(cfg)
-    if exact_resume and 'ExactResumeHook' not in types:
-        custom.append(ConfigDict(type='ExactResumeHook'))
-    if 'NonFiniteLossHook' not in types:
-        custom.append(ConfigDict(type='NonFiniteLossHook'))
-    if nonfinite_loss is not None:
-        for h in custom:
-            if h.get('type') == 'NonFiniteLossHook':
-                h['action'] = nonfinite_loss
-    loader = cfg.get('train_dataloader', None)
-    if loader is not None and isinstance(loader.get('dataset'), dict):
-        if skip_bad_videos and \
-                loader.dataset.get('type') != 'SkipBadVideosDataset':
-            loader.dataset = ConfigDict(type='SkipBadVideosDataset',
-                                        dataset=loader.dataset)
-        if loader.dataset.get('type') == 'SkipBadVideosDataset' and \
-                'SkippedVideosHook' not in types:
-            custom.append(ConfigDict(type='SkippedVideosHook'))
-    cfg.custom_hooks = custom
-    return cfg
-
-
-__all__ = ['check_checkpoints', 'checkpoint_problem',
-           'check_checkpoint_file', 'find_resumable_checkpoint',
-           'apply_reliability_defaults']

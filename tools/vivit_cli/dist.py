@@ -7,7 +7,8 @@ process group, and ``Runner.wrap_model`` passes
 rejects for a module on the CPU. :func:`setup_distributed` (called by
 ``tools/train.py`` and ``tools/test.py``) leaves CUDA machines untouched and,
 without CUDA, creates the gloo process group itself (so the Runner skips
-``init_dist``) and selects :class:`DeviceAwareDDP` as the model wrapper.
+``init_dist``) and selects vivit_mm's ``DeviceAwareDDP`` as the model
+wrapper.
 """
 import datetime
 import os
@@ -17,24 +18,8 @@ from typing import Optional
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
-from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
-
-
-@MODEL_WRAPPERS.register_module()
-class DeviceAwareDDP(MMDistributedDataParallel):
-    """``MMDistributedDataParallel`` that drops ``device_ids`` and
-    ``output_device`` when the wrapped module lives on the CPU (gloo);
-    for a CUDA module it behaves exactly like its parent."""
-
-    def __init__(self, module: torch.nn.Module, **kwargs) -> None:
-        param = next(module.parameters(), None)
-        if param is None or param.device.type == 'cpu':
-            kwargs.pop('device_ids', None)
-            kwargs.pop('output_device', None)
-        super().__init__(module=module, **kwargs)
 
 
 def _slurm_env(port: Optional[str]) -> None:

@@ -1,0 +1,40 @@
+"""Building MMAction2 models from config dicts, on any device."""
+import contextlib
+import copy
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+
+def build_model(cfg: dict,
+                device: Optional[Union[str, torch.device]] = None
+                ) -> nn.Module:
+    """``MODELS.build(cfg)`` under MMAction2's default scope.
+
+    Args:
+        cfg (dict): A model config (recognizer, backbone, head ...); it is
+            not modified.
+        device (str | torch.device, optional): Build the parameters there;
+            ``'meta'`` allocates nothing and computes nothing (shapes,
+            FLOP counts).
+    """
+    from mmaction.registry import MODELS
+    from mmengine.registry import DefaultScope
+    place = torch.device(device) if device is not None \
+        else contextlib.nullcontext()
+    with place, DefaultScope.overwrite_default_scope('mmaction'):
+        return MODELS.build(copy.deepcopy(dict(cfg)))
+
+
+def parameter_shapes(cfg: dict, prefixes: Tuple[str, ...] = ()
+                     ) -> Dict[str, Tuple[int, ...]]:
+    """Names and shapes of the state dict of the model ``cfg`` describes
+    (built on the ``meta`` device), optionally only keys starting with one
+    of ``prefixes``."""
+    model = build_model(cfg, 'meta')
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()
+            if not prefixes or k.startswith(prefixes)}
+
+
+__all__ = ['build_model', 'parameter_shapes']
