@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Distributed testing with torchrun: tools/dist_test.sh CONFIG CKPT NPROC [ARGS]
 # NPROC processes per node (one per GPU; gloo processes without CUDA).
+# PYTHON selects the interpreter: python on PATH by default (an activated
+# .venv), or e.g. PYTHON=.venv/bin/python.
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT.
 set -x
 
@@ -13,7 +15,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
-python -m torch.distributed.run \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes=$NNODES \
     --node_rank=$NODE_RANK \
     --master_addr=$MASTER_ADDR \

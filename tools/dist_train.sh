@@ -2,6 +2,8 @@
 # Distributed training with torchrun: tools/dist_train.sh CONFIG NPROC [ARGS]
 # NPROC processes per node (one per GPU; on a CPU-only machine, processes
 # that talk over gloo). Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT.
+# PYTHON selects the interpreter: python on PATH by default (an activated
+# .venv), or e.g. PYTHON=.venv/bin/python.
 set -x
 
 CONFIG=$1
@@ -12,7 +14,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
-python -m torch.distributed.run \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes=$NNODES \
     --node_rank=$NODE_RANK \
     --master_addr=$MASTER_ADDR \

@@ -18,6 +18,8 @@ from typing import Any, Iterator, Optional, Tuple
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from vivit_mm.convert.io import disallowed_globals, refusal_message
+
 
 def _is_local(path: Any) -> bool:
     return isinstance(path, (str, os.PathLike)) and '://' not in str(path)
@@ -91,15 +93,19 @@ def _walk(obj: Any, prefix: str) -> Iterator[Tuple[str, dict]]:
 
 def check_checkpoint_file(option: str, path: Any, why: str = '') -> None:
     """Raise if the local checkpoint ``path`` (given as ``option``) is
-    missing (FileNotFoundError), empty or truncated (ValueError); remote
-    paths are not checked."""
+    missing (FileNotFoundError), empty or truncated, or holds objects a
+    weights-only load refuses (ValueError); remote paths are not checked.
+    Nothing in the file is unpickled."""
     if not _is_local(path):
         return
-    problem = checkpoint_problem(os.path.expanduser(os.fspath(path)))
+    local = os.path.expanduser(os.fspath(path))
+    problem = checkpoint_problem(local)
     if problem is not None:
         exc = FileNotFoundError if 'does not exist' in problem else ValueError
         raise exc(f'{option}={os.fspath(path)!r}: {problem}{why}. Fix the '
                   'path or remove the option; nothing has been trained.')
+    if disallowed_globals(local):
+        raise ValueError(f'{option}: {refusal_message(local)}')
 
 
 def check_checkpoints(cfg: Config) -> None:

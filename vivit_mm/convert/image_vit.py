@@ -20,33 +20,42 @@ from .layouts import detect_layout
 #: The layouts an image ViT checkpoint may have.
 IMAGE_LAYOUTS = ('mmpretrain', 'timm', 'flax')
 
-# (source pattern, canonical name) per layout.
-_RULES = {
+# (source module, canonical module) per layout; ``{i}`` is a block index.
+# Each maps the module's ``weight`` and ``bias``.
+_MODULES = {
     'mmpretrain': [
-        (r'patch_embed\.projection\.(weight|bias)',
-         r'patch_embed.projection.\1'),
-        (r'(cls_token|pos_embed)', r'\1'),
-        (r'layers\.(\d+)\.ln1\.(weight|bias)', r'layers.\1.norm1.\2'),
-        (r'layers\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)',
-         r'layers.\1.attn.\2.\3'),
-        (r'layers\.(\d+)\.ln2\.(weight|bias)', r'layers.\1.norm2.\2'),
-        (r'layers\.(\d+)\.ffn\.layers\.0\.0\.(weight|bias)',
-         r'layers.\1.mlp.fc1.\2'),
-        (r'layers\.(\d+)\.ffn\.layers\.1\.(weight|bias)',
-         r'layers.\1.mlp.fc2.\2'),
-        (r'ln1\.(weight|bias)', r'norm.\1'),
+        ('patch_embed.projection', 'patch_embed.projection'),
+        ('layers.{i}.ln1', 'layers.{i}.norm1'),
+        ('layers.{i}.attn.qkv', 'layers.{i}.attn.qkv'),
+        ('layers.{i}.attn.proj', 'layers.{i}.attn.proj'),
+        ('layers.{i}.ln2', 'layers.{i}.norm2'),
+        ('layers.{i}.ffn.layers.0.0', 'layers.{i}.mlp.fc1'),
+        ('layers.{i}.ffn.layers.1', 'layers.{i}.mlp.fc2'),
+        ('ln1', 'norm'),
     ],
     'timm': [
-        (r'patch_embed\.proj\.(weight|bias)', r'patch_embed.projection.\1'),
-        (r'(cls_token|pos_embed)', r'\1'),
-        (r'blocks\.(\d+)\.(norm1|norm2)\.(weight|bias)', r'layers.\1.\2.\3'),
-        (r'blocks\.(\d+)\.attn\.(qkv|proj)\.(weight|bias)',
-         r'layers.\1.attn.\2.\3'),
-        (r'blocks\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)',
-         r'layers.\1.mlp.\2.\3'),
-        (r'norm\.(weight|bias)', r'norm.\1'),
+        ('patch_embed.proj', 'patch_embed.projection'),
+        ('blocks.{i}.norm1', 'layers.{i}.norm1'),
+        ('blocks.{i}.attn.qkv', 'layers.{i}.attn.qkv'),
+        ('blocks.{i}.attn.proj', 'layers.{i}.attn.proj'),
+        ('blocks.{i}.norm2', 'layers.{i}.norm2'),
+        ('blocks.{i}.mlp.fc1', 'layers.{i}.mlp.fc1'),
+        ('blocks.{i}.mlp.fc2', 'layers.{i}.mlp.fc2'),
+        ('norm', 'norm'),
     ],
 }
+
+
+def _rule(source: str, canonical: str) -> Tuple[str, str]:
+    """``(regex, replacement)`` for one module's weight and bias."""
+    pattern = re.escape(source).replace(r'\{i\}', r'(?P<i>\d+)')
+    return (pattern + r'\.(?P<p>weight|bias)',
+            canonical.replace('{i}', r'\g<i>') + r'.\g<p>')
+
+
+_RULES = {layout: [_rule(*m) for m in modules] +
+          [(r'(cls_token|pos_embed)', r'\1')]
+          for layout, modules in _MODULES.items()}
 # Blocks of each layout: a key inside a block that no rule maps changes what
 # the block computes (layer scale, q/k norm, SwiGLU ...), so it is an error.
 _BLOCK_PREFIX = {'mmpretrain': r'layers\.\d+\.', 'timm': r'blocks\.\d+\.'}

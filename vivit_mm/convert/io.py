@@ -16,7 +16,7 @@ Nothing here knows a model; key layouts are
 """
 import os
 import re
-from typing import Any, Dict, Union
+from typing import Any, Dict, List, Union
 
 import numpy as np
 import torch
@@ -48,8 +48,16 @@ def _unsafe_globals(src: Any) -> tuple:
     return set(found), sorted(set(found) - allowed)
 
 
-def refusal_message(src: Any, err: BaseException) -> str:
-    """Why a weights-only load of ``src`` was refused, and what to do."""
+def disallowed_globals(src: Any) -> List[str]:
+    """The globals a checkpoint's pickle names that a weights-only load
+    refuses (read from the pickle opcodes; nothing in the file is
+    executed); empty for a file that loads, or that is not a zip
+    checkpoint."""
+    return _unsafe_globals(src)[1]
+
+
+def refusal_message(src: Any, err: Any = '') -> str:
+    """Why a weights-only load of ``src`` is refused, and what to do."""
     found, names = _unsafe_globals(src)
     what = (f'it needs {", ".join(names)}, which are not on the allow-list'
             if names else
@@ -62,7 +70,7 @@ def refusal_message(src: Any, err: BaseException) -> str:
             ('This looks like a checkpoint saved by mmengine without '
              "vivit_mm's WeightsOnlyCheckpointHook (its HistoryBuffer "
              'pickles methods through builtins.getattr). ' if legacy else '')
-            + CONVERT_HINT + f' Details from torch: {err}')
+            + CONVERT_HINT + (f' Details from torch: {err}' if err else ''))
 
 
 def is_refusal(err: BaseException) -> bool:
@@ -156,5 +164,5 @@ def unwrap_state_dict(checkpoint: Union[PathLike, dict]
 
 
 __all__ = ['safe_load', 'read_checkpoint', 'unwrap_state_dict',
-           'refusal_message', 'is_refusal', 'is_flax_msgpack',
+           'refusal_message', 'disallowed_globals', 'is_refusal', 'is_flax_msgpack',
            'CONVERT_HINT']

@@ -93,13 +93,9 @@ class TransformerBlock(nn.Module):
     """
 
     def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 feedforward_channels: int,
-                 drop_rate: float = 0.0,
-                 attn_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0,
-                 qkv_bias: bool = True,
+                 embed_dims: int, num_heads: int, feedforward_channels: int,
+                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, qkv_bias: bool = True,
                  act_cfg: dict = DEFAULT_ACT_CFG,
                  norm_cfg: dict = DEFAULT_NORM_CFG,
                  fused_attn: bool = True,
