@@ -1,20 +1,20 @@
 """Classify one video with a ViViT recognizer and print the top-k classes.
 
-    python demo/demo.py VIDEO CONFIG CHECKPOINT --label-map LABELS.txt
+    python demo/demo.py VIDEO CONFIG CHECKPOINT [--label-map LABELS.txt]
 
-LABELS.txt has one class name per line, in label order (for Kinetics-400,
-MMAction2's tools/data/kinetics/label_map_k400.txt). The test pipeline of the
-config (e.g. 4 clips x 3 crops for the Kinetics configs) is applied and the
-per-view scores are averaged as the config's head says.
+The class names come from ``--label-map`` (one name per line, in label
+order; for Kinetics-400 MMAction2's tools/data/kinetics/label_map_k400.txt),
+else from the checkpoint's ``meta.dataset_meta.classes`` or the config's
+``label_names`` (converted official and HuggingFace checkpoints carry them),
+else the class indices are printed. The config's test pipeline (e.g. 4 clips
+x 3 crops for the Kinetics configs) is applied and the per-view scores are
+averaged as the config's head says.
 """
 import argparse
 from typing import List, Optional, Sequence, Tuple
 
-import torch
-from mmaction.apis import inference_recognizer, init_recognizer
-from mmengine.config import Config, DictAction
-
-import vivit_mm  # noqa: F401  registers models, transforms, safe loading
+# Only light imports before the arguments are parsed (fast --help).
+from mmengine.config import DictAction
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -24,20 +24,24 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument(
-        '--label-map', required=True, help='class names, one per line')
+        '--label-map', default=None,
+        help='class names, one per line (default: the names the checkpoint '
+        'or the config carries, else class indices)')
     parser.add_argument(
         '--topk', type=int, default=5, help='number of classes to print')
     parser.add_argument(
-        '--device',
-        default='cuda:0' if torch.cuda.is_available() else 'cpu',
-        help='device, e.g. cpu or cuda:0')
+        '--device', default=None,
+        help='device, e.g. cpu or cuda:0 (default: cuda:0 if available)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='override config settings, e.g. '
         'model.test_cfg.max_testing_views=1')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.topk < 1:
+        parser.error(f'--topk must be >= 1, got {args.topk}')
+    return args
 
 
 def read_label_map(path: str, num_classes: int) -> List[str]:
@@ -50,7 +54,22 @@ def read_label_map(path: str, num_classes: int) -> List[str]:
     return names
 
 
-def scores_of(result) -> torch.Tensor:
+def class_names(model, label_map: Optional[str],
+                meta: Optional[dict] = None) -> List[str]:
+    """``--label-map``, else the checkpoint's (``meta``) or the config's
+    class names, else the indices as strings."""
+    num_classes = model.cfg.model.cls_head.num_classes
+    if label_map:
+        return read_label_map(label_map, num_classes)
+    dataset_meta = (meta or {}).get('dataset_meta') or {}
+    for names in (dataset_meta.get('classes'),
+                  model.cfg.get('label_names')):
+        if names and len(names) == num_classes:
+            return [str(n) for n in names]
+    return [str(i) for i in range(num_classes)]
+
+
+def scores_of(result):
     """Averaged class scores of an ``ActionDataSample`` (MMAction2 1.1's
     ``pred_scores.item`` or 1.2's ``pred_score``)."""
     if 'pred_score' in result:
@@ -58,8 +77,9 @@ def scores_of(result) -> torch.Tensor:
     return result.pred_scores.item
 
 
-def top_k(model, video: str, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def top_k(model, video: str, k: int) -> Tuple:
     """Probabilities and indices of the ``k`` best classes for ``video``."""
+    from mmaction.apis import inference_recognizer
     scores = scores_of(inference_recognizer(model, video)).float().cpu()
     if model.cfg.model.cls_head.get('average_clips') != 'prob':
         scores = scores.softmax(-1)  # averaged logits -> probabilities
@@ -68,13 +88,21 @@ def top_k(model, video: str, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    if args.topk < 1:
-        raise ValueError(f'--topk must be >= 1, got {args.topk}.')
+    import torch
+    from mmaction.apis import init_recognizer
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+
+    import vivit_mm  # noqa: F401  registers models, transforms, hooks
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    names = read_label_map(args.label_map, cfg.model.cls_head.num_classes)
-    model = init_recognizer(cfg, args.checkpoint, device=args.device)
+    device = args.device or ('cuda:0' if torch.cuda.is_available()
+                             else 'cpu')
+    model = init_recognizer(cfg, None, device='cpu')
+    checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu')
+    model.to(device)
+    names = class_names(model, args.label_map, checkpoint.get('meta'))
     probs, idx = top_k(model, args.video, args.topk)
     print(f'Top-{len(idx)} classes of {args.video}:')
     for rank, (p, i) in enumerate(zip(probs.tolist(), idx.tolist()), 1):

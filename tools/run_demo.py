@@ -14,6 +14,7 @@ accuracy, write ``demo_results.json`` and ``training_curves.png`` into the
 work dir.
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -45,7 +46,70 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         '<data_root>_seed<N> (default: the config\'s)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the full Runner log (environment, '
+                        'config, every logged iteration) instead of one '
+                        'progress line per epoch; the full log is always in '
+                        'the work dir')
     return parser.parse_args(argv)
+
+
+class _Progress:
+    """Prints one progress bar per training epoch (redrawn in a terminal,
+    one line per epoch otherwise) and the validation accuracy, to
+    ``out``."""
+
+    def __init__(self, out) -> None:
+        from mmengine.hooks import Hook
+
+        self.out = out
+        self.tty = hasattr(out, 'isatty') and out.isatty()
+        progress = self
+
+        class ProgressHook(Hook):
+            priority = 'LOWEST'
+
+            def before_train_epoch(self, runner):
+                progress.start(runner)
+
+            def after_train_iter(self, runner, batch_idx, data_batch=None,
+                                 outputs=None):
+                progress.step(runner, batch_idx, outputs)
+
+            def after_train_epoch(self, runner):
+                progress.end_train(runner)
+
+            def after_val_epoch(self, runner, metrics=None):
+                progress.end_val(metrics or {})
+
+        self.hook = ProgressHook()
+        self.line = ''
+
+    def start(self, runner) -> None:
+        self.t0, self.n, self.loss = time.time(), len(
+            runner.train_dataloader), float('nan')
+        self.epoch = f'epoch {runner.epoch + 1:>2}/{runner.max_epochs}'
+
+    def step(self, runner, batch_idx: int, outputs) -> None:
+        if outputs and 'loss' in outputs:
+            self.loss = float(outputs['loss'])
+        done = batch_idx + 1
+        bar = '#' * (20 * done // self.n) + '-' * (20 - 20 * done // self.n)
+        self.line = (f'[demo] {self.epoch} [{bar}] {done}/{self.n} it, '
+                     f'{time.time() - self.t0:5.1f} s, loss {self.loss:.3f}')
+        if self.tty:
+            self.out.write('\r' + self.line)
+            self.out.flush()
+
+    def end_train(self, runner) -> None:
+        if self.tty:
+            self.out.write('\r' + self.line)
+
+    def end_val(self, metrics: dict) -> None:
+        top1 = metrics.get('acc/top1')
+        val = f', val top-1 {100 * top1:5.1f}%' if top1 is not None else ''
+        self.out.write(('' if self.tty else self.line) + val + '\n')
+        self.out.flush()
 
 
 def _datasets(cfg) -> List:
@@ -158,11 +222,26 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     print(f'[demo] data ready in {t_data:.1f} s '
           f'({_datasets(cfg)[0].data_root})', flush=True)
 
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    t_train = time.time() - start - t_data
-    # Test the final weights (still in memory) with the multi-view pipeline.
-    metrics = runner.test()
+    console = sys.stdout
+    if not args.verbose:
+        # The Runner's console output (environment, config, every logged
+        # iteration) goes to a file; its full log is in the work dir anyway.
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        log = open(osp.join(cfg.work_dir, 'console.log'), 'a')
+        print(f'[demo] training; full output in {log.name} (--verbose '
+              'prints it here)', flush=True)
+        with contextlib.redirect_stdout(log):
+            runner = Runner.from_cfg(cfg)
+            runner.register_hook(_Progress(console).hook)
+            runner.train()
+            t_train = time.time() - start - t_data
+            metrics = runner.test()
+    else:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        t_train = time.time() - start - t_data
+        # Test the final weights (still in memory), multi-view pipeline.
+        metrics = runner.test()
     t_test = time.time() - start - t_data - t_train
     metrics = {k: float(v) for k, v in metrics.items()}
 

@@ -17,16 +17,11 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.dist import get_rank
-from mmengine.runner import Runner
-
-import vivit_mm  # noqa: F401  registers models, transforms, hooks
-from vivit_mm.utils.compile import compile_backbone
+# Only light imports before the arguments are parsed (fast --help).
+from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from vivit_cli.dist import LAUNCHERS, setup_distributed  # noqa: E402
-from vivit_cli.preflight import check_checkpoint_file  # noqa: E402
+from vivit_cli.dist import LAUNCHERS  # noqa: E402
 
 # Hooks that initialise a model for training; a test loads a checkpoint.
 TRAIN_ONLY_HOOKS = ('ViViTInitHook', )
@@ -72,12 +67,11 @@ def parse_args(argv=None):
     return args
 
 
-def merge_args(cfg: Config, args) -> Config:
+def merge_args(cfg, args):
     """Merge command-line arguments into the config."""
     if args.show or args.show_dir is not None:
-        if 'visualization' not in cfg.default_hooks:
-            raise ValueError('--show/--show-dir need default_hooks.'
-                             "visualization=dict(type='VisualizationHook').")
+        if not isinstance(cfg.default_hooks.get('visualization'), dict):
+            cfg.default_hooks.visualization = dict(type='VisualizationHook')
         vis = cfg.default_hooks.visualization
         vis.enable = True
         vis.show = args.show
@@ -115,9 +109,21 @@ def merge_args(cfg: Config, args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg = merge_args(cfg, args)
-    check_checkpoint_file('CHECKPOINT', args.checkpoint)  # before building
+    from mmengine.config import Config
+    cfg = merge_args(Config.fromfile(args.config), args)
+    from vivit_cli.preflight import check_checkpoint_file, check_data
+    try:  # before anything is built or dumped
+        check_checkpoint_file('CHECKPOINT', args.checkpoint)
+        check_data(cfg, 'test')
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'error: {e}') from None
+
+    from mmengine.dist import get_rank
+    from mmengine.runner import Runner
+
+    import vivit_mm  # noqa: F401  registers models, transforms, hooks
+    from vivit_cli.dist import setup_distributed
+    from vivit_mm.utils.compile import compile_backbone
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     if args.compile:

@@ -18,19 +18,12 @@ import os
 import os.path as osp
 import sys
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
-
-import vivit_mm  # noqa: F401  registers models, transforms, hooks
+# Only light imports before the arguments are parsed: --help and argument
+# errors answer in well under a second; torch and MMAction2 load in main().
+from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from vivit_cli.dist import LAUNCHERS, setup_distributed  # noqa: E402
-from vivit_cli.preflight import (check_checkpoints,  # noqa: E402
-                                 find_resumable_checkpoint)
-from vivit_cli.run_config import (add_plain_param_groups_hook,  # noqa: E402
-                                  apply_reliability_defaults)
-from vivit_mm.engine.optim_wrapper import cpu_has_native_bf16  # noqa: E402
+from vivit_cli.dist import LAUNCHERS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -67,6 +60,11 @@ def parse_args(argv=None):
         help='mixed precision: AmpOptimWrapper (dynamic loss scaling) with '
         'CUDA, BF16OptimWrapper (bf16 autocast) on a machine without CUDA')
     parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also log scalars to TensorBoard (work_dir/<time>/vis_data; '
+        'tensorboard --logdir WORK_DIR); needs the tensorboard package')
+    parser.add_argument(
         '--no-validate',
         action='store_true',
         help='do not evaluate checkpoints during training')
@@ -99,7 +97,7 @@ def parse_args(argv=None):
     return args
 
 
-def merge_args(cfg: Config, args) -> Config:
+def merge_args(cfg, args):
     """Merge command-line arguments into the config."""
     if args.no_validate:
         cfg.val_cfg = None
@@ -113,7 +111,12 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
 
+    if args.tensorboard:
+        add_tensorboard(cfg)
+
     if args.amp:
+        import torch
+        from vivit_mm.engine.optim_wrapper import cpu_has_native_bf16
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         supported = ('OptimWrapper', 'AmpOptimWrapper', 'BF16OptimWrapper')
         if wrapper not in supported:
@@ -149,6 +152,9 @@ def merge_args(cfg: Config, args) -> Config:
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    from vivit_cli.preflight import find_resumable_checkpoint
+    from vivit_cli.run_config import (add_plain_param_groups_hook,
+                                      apply_reliability_defaults)
     if args.resume == 'auto':
         latest = find_resumable_checkpoint(cfg.work_dir) \
             if osp.isdir(cfg.work_dir) else None
@@ -168,11 +174,42 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def add_tensorboard(cfg) -> None:
+    """Log to TensorBoard too: add ``TensorboardVisBackend`` to the
+    visualizer (``pip install tensorboard``, or the ``tensorboard`` extra)."""
+    visualizer = cfg.get('visualizer', None)
+    if not isinstance(visualizer, dict):
+        raise ValueError('--tensorboard needs a visualizer in the config, e.g. '
+                         "visualizer=dict(type='ActionVisualizer', "
+                         "vis_backends=[dict(type='LocalVisBackend')]).")
+    backends = list(visualizer.get('vis_backends') or [])
+    if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    visualizer.vis_backends = backends
+
+
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg = merge_args(cfg, args)
-    check_checkpoints(cfg)  # before anything is built
+    from mmengine.config import Config
+    cfg = merge_args(Config.fromfile(args.config), args)
+    from vivit_cli.preflight import check_checkpoints, check_data
+    try:  # before anything is built or dumped
+        check_data(cfg, 'train')
+        check_checkpoints(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'error: {e}') from None
+    if args.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise SystemExit('--tensorboard needs the tensorboard package: '
+                             'pip install tensorboard (or the tensorboard '
+                             'extra of vivit_mm).') from None
+
+    from mmengine.runner import Runner
+
+    import vivit_mm  # noqa: F401  registers models, transforms, hooks
+    from vivit_cli.dist import setup_distributed
     setup_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -49,3 +49,28 @@ def test_init_recognizer_inference_and_demo(trained, capsys):
                      enumerate(zip(probs.tolist(), idx.tolist()), 1)]
     with pytest.raises(ValueError, match='class names'):
         demo.read_label_map(str(label_map), 400)
+
+
+def test_demo_without_a_label_map(trained, tmp_path, capsys):
+    """Class indices without names; the names a config carries (converted
+    checkpoints' label_names) otherwise."""
+    from mmengine.config import Config
+    demo = load_demo()
+    cfg_path = str(trained / 'cfg.py')
+    ckpt = str(trained / 'wd' / 'epoch_2.pth')
+    video = str(trained / 'videos' / 'v1.mp4')
+    model = init_recognizer(cfg_path, ckpt, device='cpu')
+    probs, idx = inference_recognizer(model, video).pred_scores.item \
+        .softmax(-1).topk(3)
+    demo.main([video, cfg_path, ckpt, '--topk', '3', '--device', 'cpu'])
+    lines = capsys.readouterr().out.strip().splitlines()[-3:]
+    assert lines == [f'{r}. {i} ({p:.4f})' for r, (p, i) in
+                     enumerate(zip(probs.tolist(), idx.tolist()), 1)]
+    cfg = Config.fromfile(cfg_path)
+    cfg.label_names = [f'name{c}' for c in range(NUM_CLASSES)]
+    named = tmp_path / 'named.py'
+    cfg.dump(str(named))
+    demo.main([video, str(named), ckpt, '--topk', '3', '--device', 'cpu'])
+    lines = capsys.readouterr().out.strip().splitlines()[-3:]
+    assert lines == [f'{r}. name{i} ({p:.4f})' for r, (p, i) in
+                     enumerate(zip(probs.tolist(), idx.tolist()), 1)]

@@ -5,6 +5,7 @@ import math
 import sys
 
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 
@@ -91,3 +92,14 @@ def test_train_amp_on_cpu_trains_in_bf16(trained, tmp_path):
     state = safe_load(tmp_path / 'amp' / 'epoch_1.pth')['state_dict']
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all()
                for v in state.values() if v.is_floating_point())
+
+
+def test_tensorboard_switch_writes_an_event_file(trained, tmp_path):
+    pytest.importorskip('tensorboard')
+    proc = run([sys.executable, TRAIN, str(trained / 'cfg.py'),
+                '--work-dir', str(tmp_path / 'tb'), '--tensorboard',
+                '--cfg-options', 'train_cfg.max_epochs=1'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = list((tmp_path / 'tb').rglob('events.out.tfevents.*'))
+    assert events and events[0].stat().st_size > 0
+    assert "type='TensorboardVisBackend'" in proc.stdout + proc.stderr

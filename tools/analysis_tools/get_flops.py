@@ -7,16 +7,11 @@ Usage:
     python tools/analysis_tools/get_flops.py --paper-table
 """
 import argparse
-import sys
 from pathlib import Path
 
-from mmengine import Config, DictAction
+from mmengine.config import DictAction
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import vivit_mm  # noqa: E402,F401
-from vivit_mm.utils import recognizer_complexity  # noqa: E402
 
 # ViViT paper, Table 2 (ViViT-B/16x2, 32x224x224, Kinetics-400 head).
 PAPER_TABLE2 = [
@@ -29,7 +24,7 @@ PAPER_TABLE2 = [
 ]
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', nargs='?', help='config file')
     parser.add_argument('--paper-table', action='store_true',
@@ -37,13 +32,16 @@ def parse_args():
                         'compare with the paper\'s Table 2')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.config and not args.paper_table:
         parser.error('give a CONFIG or --paper-table')
     return args
 
 
 def paper_table() -> str:
+    from mmengine.config import Config
+
+    from vivit_mm.utils import recognizer_complexity
     rows = ['| Model | GFLOPs (ours) | GFLOPs (paper) | Params M (ours) '
             '| Params M (paper) |', '|---|---|---|---|---|']
     for name, base, backbone_opts, gflops, params in PAPER_TABLE2:
@@ -55,20 +53,31 @@ def paper_table() -> str:
     return '\n'.join(rows)
 
 
-def main():
-    args = parse_args()
+def format_macs(macs: int) -> str:
+    """Multiply-accumulates with enough digits for any model: GFLOPs with one
+    decimal from 1 GFLOP on, MFLOPs with three significant digits below."""
+    if macs >= 1e9:
+        return f'GFLOPs (multiply-accumulates): {macs / 1e9:.1f}'
+    return f'MFLOPs (multiply-accumulates): {macs / 1e6:.3g}'
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.paper_table:
         print('ViViT-B/16x2, 32 frames at 224x224, 400 classes; FLOPs are '
               'multiply-accumulates per view.\n')
         print(paper_table())
         return
+    from mmengine.config import Config
+
+    from vivit_mm.utils import recognizer_complexity
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     macs, params, shape = recognizer_complexity(cfg.model)
     print(f'Config: {args.config}')
     print(f'Input shape (one view): {tuple(shape)}')
-    print(f'GFLOPs (multiply-accumulates): {macs / 1e9:.1f}')
+    print(format_macs(macs))
     print(f'Params: {params / 1e6:.2f} M')
 
 

@@ -18,8 +18,6 @@ import argparse
 import os
 import sys
 
-from vivit_mm.convert import convert_hf_model_dir
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vivit_cli.convert_args import (add_test_config_args,  # noqa: E402
                                     test_config_kwargs, write_label_map)
@@ -45,6 +43,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from vivit_mm.convert import convert_hf_model_dir
     try:
         cfg = convert_hf_model_dir(args.src, args.out, args.out_config,
                                    normalisation=args.normalisation,

@@ -15,8 +15,6 @@ them; ``--layout 5.x`` writes transformers 5's module names.
 import argparse
 import sys
 
-from vivit_mm.convert import export_hf_model_dir
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -31,6 +29,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from vivit_mm.convert import export_hf_model_dir
     try:
         cfg = export_hf_model_dir(args.checkpoint, args.config, args.out_dir,
                                   layout=args.layout)

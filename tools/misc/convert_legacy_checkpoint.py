@@ -15,11 +15,6 @@ import argparse
 import os
 import sys
 
-import torch
-
-import vivit_mm  # noqa: F401  allow-lists PlainHistoryBuffer
-from vivit_mm.compat import to_weights_only
-from vivit_mm.convert.io import safe_load
 
 
 def parse_args(argv=None):
@@ -36,6 +31,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import torch
+
+    import vivit_mm  # noqa: F401  allow-lists PlainHistoryBuffer
+    from vivit_mm.compat import to_weights_only
+    from vivit_mm.convert.io import safe_load
     if not os.path.isfile(args.src):
         print(f'{args.src!r} does not exist.', file=sys.stderr)
         return 2

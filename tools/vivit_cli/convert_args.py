@@ -1,9 +1,6 @@
 """Command-line options the converters share, and label map files."""
 from typing import List, Sequence
 
-from vivit_mm.convert.recognizer import (DEFAULT_ANN_FILE,
-                                         DEFAULT_DATA_PREFIX)
-
 
 def add_test_config_args(parser) -> None:
     """The test-protocol options of the config written beside the
@@ -19,18 +16,25 @@ def add_test_config_args(parser) -> None:
     g.add_argument('--test-scale', type=int, default=None,
                    help='short side before cropping (default: the crop '
                    'size with 3 crops, crop * 256 / 224 with 1)')
-    g.add_argument('--ann-file', default=DEFAULT_ANN_FILE,
-                   help='test annotation list for tools/test.py')
-    g.add_argument('--data-prefix', default=DEFAULT_DATA_PREFIX,
-                   help='test video folder for tools/test.py')
+    g.add_argument('--ann-file', default=None,
+                   help='test annotation list for tools/test.py (default: '
+                   "MMAction2's Kinetics-400 validation list)")
+    g.add_argument('--data-prefix', default=None,
+                   help='test video folder for tools/test.py (default: '
+                   "MMAction2's Kinetics-400 validation videos)")
 
 
 def test_config_kwargs(args) -> dict:
-    """``recognizer_config`` keyword arguments from those options."""
-    return dict(num_clips=args.num_clips, frame_interval=args.frame_interval,
-                three_crop=args.spatial_crops == 3,
-                test_scale=args.test_scale, ann_file=args.ann_file,
-                data_prefix=args.data_prefix)
+    """``recognizer_config`` keyword arguments from those options (the
+    data paths only when given: the library's defaults apply otherwise)."""
+    kwargs = dict(num_clips=args.num_clips,
+                  frame_interval=args.frame_interval,
+                  three_crop=args.spatial_crops == 3,
+                  test_scale=args.test_scale)
+    for key in ('ann_file', 'data_prefix'):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    return kwargs
 
 
 def read_label_map(path: str) -> List[str]:

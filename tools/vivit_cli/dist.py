@@ -15,9 +15,6 @@ import os
 import subprocess
 from typing import Optional
 
-import torch
-import torch.distributed as torch_dist
-from mmengine.config import Config
 
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 
@@ -39,7 +36,7 @@ def _slurm_env(port: Optional[str]) -> None:
         'SLURM_NTASKS_PER_NODE', str(ntasks)).split('(')[0]
 
 
-def setup_distributed(cfg: Config, launcher: str) -> str:
+def setup_distributed(cfg, launcher: str) -> str:
     """Prepare ``cfg`` and the process group for ``launcher``.
 
     With CUDA (or ``launcher='none'``) nothing changes: mmengine initialises
@@ -60,6 +57,8 @@ def setup_distributed(cfg: Config, launcher: str) -> str:
     Raises:
         ValueError: ``launcher`` is not one of :data:`LAUNCHERS`.
     """
+    import torch  # here: the tools parse their arguments before torch loads
+    import torch.distributed as torch_dist
     if launcher not in LAUNCHERS:
         raise ValueError(
             f'launcher must be one of {LAUNCHERS}, got {launcher!r}.')

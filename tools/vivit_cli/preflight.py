@@ -7,6 +7,8 @@ names the option, instead of after the model and data are built.
   exists and is complete.
 * :func:`find_resumable_checkpoint`: the newest *complete* checkpoint of a
   work directory (a file truncated by a kill is passed over).
+* :func:`check_data`: the annotation files and video folders the run reads
+  exist, and the list files have MMAction2's layout.
 """
 import glob
 import logging
@@ -140,5 +142,110 @@ def check_checkpoints(cfg: Config) -> None:
         if isinstance(hook, dict) and hook.get('type') == 'ViViTInitHook':
             check_checkpoint_file(
                 f'custom_hooks[{i}].checkpoint', hook.get('checkpoint'),
-                ' (ViViTInitHook initialises the model from it when training '
-                'from scratch)')
+                _image_checkpoint_hint(cfg, hook))
+
+
+def _image_checkpoint_hint(cfg: Config, hook: dict) -> str:
+    """What a missing ViViTInitHook checkpoint should be and how to get
+    one."""
+    from vivit_mm.convert.image_vit import where_to_get
+    from vivit_mm.models import BaseViViT
+    backbone = cfg.model.get('backbone', {})
+    try:
+        dims = BaseViViT.parse_arch(backbone.get('arch', 'b'))['embed_dims']
+    except ValueError:
+        return ''
+    tubelet = hook.get('tubelet_init', 'central_frame')
+    return (f' (ViViTInitHook starts training from this image ViT). '
+            f'{where_to_get(dims, backbone.get("patch_size", 16))} Point the '
+            'hook at the file you downloaded with --cfg-options '
+            'custom_hooks.0.checkpoint=PATH. The tubelet embedding will be '
+            f"initialised with tubelet_init={tubelet!r}")
+
+
+#: MMAction2's data preparation (lists and videos) per data set.
+DATA_TOOLS = 'https://github.com/open-mmlab/mmaction2/tree/main/tools/data'
+#: The data loaders each tool reads.
+SPLITS = {'train': ('train_dataloader', 'val_dataloader'),
+          'test': ('test_dataloader', )}
+
+
+def _inner_dataset(dataset: Any) -> Any:
+    while isinstance(dataset, dict) and isinstance(dataset.get('dataset'),
+                                                   dict):
+        dataset = dataset['dataset']
+    return dataset
+
+
+def _join(root: Optional[str], path: Optional[str]) -> Optional[str]:
+    """``path`` under ``root`` as mmengine's ``BaseDataset`` joins them."""
+    if not path or not root or osp.isabs(path) or '://' in path:
+        return path
+    return osp.join(root, path)
+
+
+def _list_problem(ann_file: str) -> Optional[str]:
+    """What is wrong with the first lines of a video list file."""
+    with open(ann_file, encoding='utf-8', errors='replace') as f:
+        lines = [line.strip() for _, line in zip(range(5), f)
+                 if line.strip()]
+    if not lines:
+        return 'it is empty'
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 2 or not all(p.lstrip('-').isdigit()
+                                     for p in parts[1:]):
+            return (f'its line {line!r} is not "relative/path.mp4 label" '
+                    '(a video path, a space, an integer class index)')
+    return None
+
+
+def check_data(cfg: Config, tool: str) -> None:
+    """Fail now, before the Runner and its config dump, if a data set the
+    ``tool`` (``'train'`` or ``'test'``) reads has no annotation file or
+    video folder, or a list file of the wrong layout.
+
+    Only ``VideoDataset``-like sets (``ann_file`` and ``data_prefix.video``)
+    are checked; the synthetic data set generates itself.
+
+    Raises:
+        FileNotFoundError: A list file or video folder does not exist.
+        ValueError: A list file is empty or not ``path label`` lines.
+    """
+    for key in SPLITS[tool]:
+        loader = cfg.get(key, None)
+        if not isinstance(loader, dict):
+            continue
+        ds = _inner_dataset(loader.get('dataset'))
+        if not isinstance(ds, dict) or ds.get('type') == \
+                'SyntheticMotionDataset' or 'ann_file' not in ds:
+            continue
+        root = ds.get('data_root')
+        ann_file = _join(root, ds.get('ann_file'))
+        prefix = (ds.get('data_prefix') or {}).get('video')
+        folder = _join(root, prefix)
+        where = (f'{key}.dataset: ann_file={ann_file!r}, '
+                 f'data_prefix.video={folder!r}')
+        fix = (' A list file has one line per video, "relative/path.mp4 '
+               'label" (the path relative to data_prefix.video, the label an '
+               f'integer class index). MMAction2\'s tools prepare Kinetics '
+               f'({DATA_TOOLS}/kinetics) and Something-Something v2 '
+               f'({DATA_TOOLS}/sthv2): download the videos, then build the '
+               'lists with tools/data/build_file_list.py. Or point the config '
+               f'at your data: --cfg-options {key}.dataset.ann_file=... ; '
+               'nothing has been built or run.')
+        if ann_file and _is_local(ann_file) and not osp.isfile(ann_file):
+            missing = [f'the annotation file {ann_file!r}']
+            if folder and _is_local(folder) and not osp.isdir(folder):
+                missing.append(f'the video folder {folder!r}')
+            raise FileNotFoundError(
+                f'{where}: {" and ".join(missing)} do'
+                f'{"es" if len(missing) == 1 else ""} not exist.{fix}')
+        if folder and _is_local(folder) and not osp.isdir(folder):
+            raise FileNotFoundError(
+                f'{where}: the video folder {folder!r} does not exist.{fix}')
+        if ann_file and _is_local(ann_file):
+            problem = _list_problem(ann_file)
+            if problem:
+                raise ValueError(f'{where}: the annotation file {problem}.'
+                                 f'{fix}')

@@ -160,4 +160,53 @@ def _flax_to_canonical(state_dict) -> Tuple[Dict[str, Entry], List[str]]:
     return canon, left
 
 
-__all__ = ['IMAGE_LAYOUTS', 'UNUSED_NOTES', 'to_canonical']
+
+
+
+#: ImageNet-21k image ViTs that ViViTInitHook takes, by ``embed_dims``:
+#: ``(name, layout, where to get it)``. The paper starts from the original
+#: ViT's ImageNet-21k weights (section 3.4); any of these inflates.
+IMAGE_VITS = {
+    768: [('ViT-B/16, original ImageNet-21k (the paper\'s start)', 'flax',
+           'wget https://storage.googleapis.com/vit_models/imagenet21k/'
+           'ViT-B_16.npz -P checkpoints/'),
+          ('timm vit_base_patch16_224.orig_in21k (the same weights)', 'timm',
+           'huggingface-cli download timm/vit_base_patch16_224.orig_in21k '
+           'model.safetensors --local-dir checkpoints/'
+           'vit_base_patch16_224.orig_in21k'),
+          ('mmpretrain vit-base-p16_in21k-pre_3rdparty_in1k-384px '
+           '(ImageNet-21k, fine-tuned on 1k at 384)', 'mmpretrain',
+           'wget https://download.openmmlab.com/mmclassification/v0/vit/'
+           'finetune/vit-base-p16_in21k-pre-3rdparty_ft-64xb64_in1k-384_'
+           '20210928-98e8652b.pth -P checkpoints/')],
+    1024: [('ViT-L/16, original ImageNet-21k (the paper\'s start)', 'flax',
+            'wget https://storage.googleapis.com/vit_models/imagenet21k/'
+            'ViT-L_16.npz -P checkpoints/'),
+           ('timm vit_large_patch16_224.orig_in21k (the same weights)',
+            'timm', 'huggingface-cli download '
+            'timm/vit_large_patch16_224.orig_in21k model.safetensors '
+            '--local-dir checkpoints/vit_large_patch16_224.orig_in21k'),
+           ('mmpretrain vit-large-p16_in21k-pre_3rdparty_in1k-384px '
+            '(ImageNet-21k, fine-tuned on 1k at 384)', 'mmpretrain',
+            'wget https://download.openmmlab.com/mmclassification/v0/vit/'
+            'finetune/vit-large-p16_in21k-pre-3rdparty_ft-64xb64_in1k-384_'
+            '20210928-b20ba619.pth -P checkpoints/')],
+}
+
+
+def where_to_get(embed_dims: int, patch_size=16) -> str:
+    """Which image ViTs a backbone of this width (and patch size) can start
+    from, and the command that downloads each, for error messages."""
+    found = IMAGE_VITS.get(embed_dims) if patch_size in (16, (16, 16)) \
+        else None
+    if not found:
+        return (f'Any ImageNet image ViT with embed_dims={embed_dims} and '
+                f'patch {patch_size} in mmpretrain, timm or flax (.npz) '
+                'layout inflates.')
+    lines = [f'Compatible image ViTs (embed_dims={embed_dims}, patch 16), '
+             'any of these layouts: ']
+    lines += [f'{name} [{layout}]: `{command}`'
+              for name, layout, command in found]
+    return ' '.join(lines[:1]) + '; '.join(lines[1:]) + '.'
+__all__ = ['IMAGE_LAYOUTS', 'UNUSED_NOTES', 'IMAGE_VITS', 'to_canonical',
+           'where_to_get']
