@@ -48,6 +48,10 @@ def parse_args(argv=None):
                    help="scenic's classifier the model was trained with "
                    "(default: token with a CLS token, else gap, scenic's "
                    "default); gmp, gsp and 0 have no vivit_mm pooling")
+    p.add_argument('--single-head', action='store_true',
+                   help='convert a classifier with the output count of a '
+                   'multi-head release (Epic-Kitchens: 397 = 300 nouns + 97 '
+                   'verbs) as one head; refused by default')
     p.add_argument('--label-map', default=None,
                    help='class names, one per line, in the order of the '
                    'classifier outputs')
@@ -64,7 +68,8 @@ def main(argv=None) -> int:
             args.src, args.out, args.out_config, model=args.model,
             img_size=args.img_size, num_frames=args.num_frames,
             attention_order=args.attention_order,
-            classifier=args.classifier, label_names=names,
+            classifier=args.classifier, single_head=args.single_head,
+            label_names=names,
             **test_config_kwargs(args))
     except (ValueError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)

@@ -51,6 +51,12 @@ UNSUPPORTED_CLASSIFIERS = {
     '0': 'the first patch token, without a CLS token',
 }
 ATTENTION_ORDERS = ('time_space', 'space_time')
+#: Releases whose classifier is several heads in one ``output_projection``:
+#: number of outputs -> (release, scenic's class_splits).
+MULTI_HEAD_RELEASES = {
+    397: ('the Epic-Kitchens ViViT-L/16x2 FE release', '[300, 97] (noun, '
+          'verb)'),
+}
 
 
 class ConvertedModel(NamedTuple):
@@ -246,7 +252,8 @@ def scenic_to_vivit(params: Dict[str, np.ndarray],
                     img_size: Optional[Union[int, Sequence[int]]] = None,
                     num_frames: Optional[int] = None,
                     attention_order: str = 'time_space',
-                    classifier: Optional[str] = None) -> ConvertedModel:
+                    classifier: Optional[str] = None,
+                    single_head: bool = False) -> ConvertedModel:
     """Map a scenic ViViT parameter tree to a vivit_mm recognizer.
 
     Args:
@@ -268,6 +275,9 @@ def scenic_to_vivit(params: Dict[str, np.ndarray],
             ``'gap'``; by default ``'token'`` when the tree has a CLS token,
             else ``'gap'`` (scenic's default, stated in the notes).
             ``'gmp'``, ``'gsp'`` and ``'0'`` are refused by name.
+        single_head (bool): Convert a classifier with the output count of a
+            known multi-head release (Epic-Kitchens: 397 = 300 nouns + 97
+            verbs) as one head anyway. Defaults to False: refused.
 
     Returns:
         ConvertedModel: state dict (``backbone.*``, ``cls_head.*``),
@@ -318,6 +328,17 @@ def scenic_to_vivit(params: Dict[str, np.ndarray],
             "default is 'space_time'), pass attention_order if the model was "
             'trained with the other.')
     flax.dense(tree, 'output_projection', 'cls_head.fc_cls', out)
+    outputs = out['cls_head.fc_cls.weight'][1].shape[0]
+    if outputs in MULTI_HEAD_RELEASES and not single_head:
+        release, splits = MULTI_HEAD_RELEASES[outputs]
+        raise ValueError(
+            f'output_projection has {outputs} outputs, as {release}: scenic '
+            f'trained it as several classifiers in one layer (class_splits '
+            f'{splits}, vivit_multihead_classification), which a single '
+            'ViViTHead and MMAction2\'s accuracy metric do not score. This '
+            'release is not supported yet. If this is in fact one '
+            f'{outputs}-class classifier, pass single_head=True '
+            '(--single-head).')
     left = tree.leftover()
     if left:
         raise ValueError(f'Scenic Model {detected} tree has parameters this '
@@ -344,6 +365,7 @@ def convert_scenic_checkpoint(src: str,
                               num_frames: Optional[int] = None,
                               attention_order: str = 'time_space',
                               classifier: Optional[str] = None,
+                              single_head: bool = False,
                               label_names: Optional[Sequence[str]] = None,
                               **config_kwargs) -> tuple:
     """Convert an official checkpoint file (flax msgpack or ``.npz``) into
@@ -357,7 +379,8 @@ def convert_scenic_checkpoint(src: str,
     params = find_params(read_checkpoint(src))
     converted = scenic_to_vivit(
         params, model=model, img_size=img_size, num_frames=num_frames,
-        attention_order=attention_order, classifier=classifier)
+        attention_order=attention_order, classifier=classifier,
+        single_head=single_head)
     number = converted.backbone['type'][-1]
     cfg = write_recognizer(
         converted.state_dict, converted.backbone, converted.num_classes,
