@@ -92,7 +92,8 @@ class _Progress:
 
     def step(self, runner, batch_idx: int, outputs) -> None:
         if outputs and 'loss' in outputs:
-            self.loss = float(outputs['loss'])
+            loss = outputs['loss']
+            self.loss = float(getattr(loss, 'detach', lambda: loss)())
         done = batch_idx + 1
         bar = '#' * (20 * done // self.n) + '-' * (20 - 20 * done // self.n)
         self.line = (f'[demo] {self.epoch} [{bar}] {done}/{self.n} it, '
