@@ -15,11 +15,10 @@ import torch
 from mmpretrain.models import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed as mmpre_resize
 
-from vivit_mm import InflationReport, inflate_image_weights
-from vivit_mm.inflation import detect_layout, fold_keys
+from tests.convert.conftest import write_hostile_checkpoint
+from vivit_mm import inflate_image_weights
+from vivit_mm.convert.layouts import detect_layout
 from vivit_mm.models import ViViTM1, ViViTM2, ViViTM3, ViViTM4
-from vivit_mm.models.utils.pos_embed import (resize_pos_embed_grid,
-                                             tile_pos_embed)
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
 # mmpretrain's ViT uses exact GELU and LayerNorm eps 1e-6; ours must match
@@ -195,25 +194,6 @@ def test_model2_spatial_pos_embed_is_not_tiled():
     assert {'temporal_pos_embed', 'temporal_cls_token'} <= set(report.new)
 
 
-def test_pos_embed_functions():
-    pe = torch.randn(1, 16, 8)
-    assert resize_pos_embed_grid(pe, (4, 4), (4, 4)) is pe
-    assert tile_pos_embed(pe, 1) is pe
-    tiled = tile_pos_embed(pe, 3)
-    assert tiled.shape == (1, 48, 8)
-    assert all(torch.equal(tiled[:, 16 * t:16 * (t + 1)], pe)
-               for t in range(3))
-    small = resize_pos_embed_grid(pe, (4, 4), (2, 3))
-    assert small.shape == (1, 6, 8)
-    const = torch.ones(1, 16, 8)  # resizing keeps a constant table
-    torch.testing.assert_close(resize_pos_embed_grid(const, (4, 4), (7, 5)),
-                               torch.ones(1, 35, 8))
-    with pytest.raises(ValueError, match='interpolation'):
-        resize_pos_embed_grid(pe, (4, 4), (5, 5), mode='nearest')
-    with pytest.raises(ValueError, match='not the 3x3 grid'):
-        resize_pos_embed_grid(pe, (3, 3), (5, 5))
-
-
 # ---------------------------------------------------------- tubelet init
 @pytest.mark.parametrize('t', [2, 3])
 def test_tubelet_filters(t):
@@ -299,7 +279,7 @@ def test_model2_temporal_encoder_from_image_layers():
                               temporal_encoder_init='image', logger=None)
 
 
-# ---------------------------------------------------- layouts and report
+# ---------------------------------------------------------------- layouts
 def timm_layout(vit):
     """Rename an mmpretrain ViT state dict to timm's names."""
     rules = [(r'patch_embed\.projection\.', 'patch_embed.proj.'),
@@ -421,41 +401,6 @@ def test_flax_npz_layout_gives_the_same_model(tmp_path):
         inflate_image_weights(model, bad, logger=None)
 
 
-def test_report_lists_every_key():
-    vit = image_vit(cls=True)
-    model = vivit(ViViTM2, num_temporal_layers=1)
-    report = inflate_image_weights(model, image_sd(vit), logger=None)
-    assert isinstance(report, InflationReport)
-    assert report.layout == 'mmpretrain'
-    assert sorted(report.unused) == ['head.layers.head.bias',
-                                     'head.layers.head.weight']
-    assert 'never taken' in report.unused_notes['head.layers.head.weight']
-    assert any(k.startswith('temporal_layers.0.') for k in report.new)
-    accounted = set(report.loaded) | set(report.inflated) | \
-        set(report.resized) | set(report.new)
-    assert accounted == set(model.state_dict())
-    table = report.table()
-    for word in InflationReport.CATEGORIES:
-        assert word in table
-    assert 'temporal_layers.0.attn.qkv.{weight,bias}' in table
-    assert fold_keys(['layers.0.a.weight', 'layers.1.a.weight',
-                      'layers.0.a.bias', 'layers.1.a.bias', 'norm.bias']) \
-        == 'layers.{0-1}.a.{weight,bias}, norm.bias'
-
-
-def test_report_is_logged(tmp_path):
-    from mmengine.logging import MMLogger
-    log_file = tmp_path / 'inflation.log'
-    logger = MMLogger.get_instance('vivit_inflation_test',
-                                   log_file=str(log_file))
-    model = vivit(ViViTM1, pooling='gap')
-    inflate_image_weights(model, image_sd(image_vit()),
-                          logger=logger.instance_name)
-    text = log_file.read_text()
-    assert 'parameter report' in text
-    assert re.search(r'unused +\| +3 \| backbone\.cls_token', text)
-
-
 # ----------------------------------------------------------------- errors
 def _wider_vit():
     return VisionTransformer(arch=dict(ARCH, embed_dims=64), img_size=32,
@@ -482,7 +427,8 @@ def _wider_vit():
     (lambda: image_sd(VisionTransformer(arch=ARCH, img_size=32, patch_size=8,
                                         layer_scale_init_value=0.1)),
      r'cannot represent.*backbone\.layers\.0\.attn\.gamma1'),
-    (lambda: {'conv1.weight': torch.zeros(1)}, 'Cannot tell the checkpoint'),
+    (lambda: {'conv1.weight': torch.zeros(1)},
+     'Cannot tell the layout of the image ViT checkpoint'),
     (lambda: vivit(ViViTM1).state_dict(), 'looks like a ViViT checkpoint'),
 ])
 def test_mismatches_raise_and_leave_the_model_untouched(make, match):
@@ -514,6 +460,18 @@ def test_bad_inputs(tmp_path):
         inflate_image_weights(vivit(ViViTM1), str(tmp_path / 'missing.pth'))
     with pytest.raises(TypeError, match='path or a state dict'):
         inflate_image_weights(vivit(ViViTM1), [1, 2])
+
+
+def test_hostile_checkpoint_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = write_hostile_checkpoint(tmp_path / 'hostile.pth', marker)
+    model = vivit(ViViTM1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match='posix.system|os.system'):
+        inflate_image_weights(model, str(path))
+    assert not marker.exists()
+    assert all(torch.equal(model.state_dict()[k], v)
+               for k, v in before.items())
 
 
 def test_non_square_grid_needs_image_grid():

@@ -17,7 +17,8 @@ class ResumableSampler(DefaultSampler):
     * can start its next epoch after the first ``n`` of its indices, and
       restore generator states just before that epoch's first sample is
       loaded (:class:`~vivit_mm.engine.ExactResumeHook` does this after a
-      resume from a mid-epoch checkpoint), and
+      resume from a mid-epoch checkpoint, and with the per-epoch seeded
+      states at the start of every other epoch), and
     * tells a :class:`~vivit_mm.datasets.wrappers.ReproducibleDataset` in
       the data set the ``(seed, epoch)`` of every epoch it starts.
 

@@ -46,8 +46,11 @@ class ScaleJitter(BaseTransform):
                  scale_range: Tuple[float, float] = (0.9, 1.33),
                  prob: float = 1.0,
                  interpolation: str = 'bilinear') -> None:
-        self.scale_range = checks.number_pair(scale_range, 'scale_range',
-                                              low=0.0)
+        try:
+            self.scale_range = checks.number_pair(scale_range, 'scale_range',
+                                                  low=0.0)
+        except ValueError:
+            self.scale_range = (0.0, 0.0)  # rejected below, 0 excluded
         if self.scale_range[0] == 0:
             raise ValueError('scale_range must be (low, high) with 0 < low '
                              f'<= high, got {scale_range!r}.')

@@ -33,7 +33,12 @@ class ExactResumeHook(Hook):
       when ``randomness.diff_rank_seed`` is set), so a run resumed from an
       end-of-epoch checkpoint draws exactly the random numbers (dropout,
       drop path, mixup) that the uninterrupted run draws, on every rank,
-      whatever happened in between (validation, logging).
+      whatever happened in between (validation, logging). With a
+      :class:`~vivit_mm.datasets.samplers.ResumableSampler` the seeded
+      states are put back when the epoch's first index is handed out, so
+      the DataLoader's own draw (its base seed, taken when an iterator is
+      created: with persistent workers only in a run's first epoch) does
+      not shift the streams of a resumed run.
     * **The sampler's seed** is saved and restored (a run with
       ``randomness.seed=None`` otherwise reshuffles differently after a
       resume).
@@ -173,10 +178,19 @@ class ExactResumeHook(Hook):
         if seed is None:
             return
         seed_everything(int(seed), runner.epoch, 0)
-        if self._resumed_mid_epoch and get_world_size() > 1 \
-                and get_rank() != 0:
-            # No saved state on this rank: a fresh stream for the rest.
-            seed_everything(int(seed), runner.epoch, runner.iter, 2)
+        if self._resumed_mid_epoch:
+            if get_world_size() > 1 and get_rank() != 0:
+                # No saved state on this rank: a fresh stream for the rest.
+                seed_everything(int(seed), runner.epoch, runner.iter, 2)
+            return  # the sampler restores the checkpoint's states
+        if isinstance(self._sampler, ResumableSampler):
+            # A DataLoader iterator draws its base seed from torch's
+            # generator when it is created: every epoch, but with
+            # persistent workers only in a run's first epoch, so a resumed
+            # run would draw once more than the uninterrupted one. The
+            # sampler puts the seeded states back when the epoch's first
+            # index is handed out, after that draw.
+            self._sampler.resume_after(0, capture_rng_state())
 
     def after_train_epoch(self, runner) -> None:
         self._resumed_mid_epoch = False

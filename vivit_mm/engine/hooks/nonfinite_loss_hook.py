@@ -157,9 +157,13 @@ class NonFiniteLossHook(Hook):
                     local: bool) -> None:
         runner = self._runner
         self.consecutive += 1
-        terms = ', '.join(f'{k}={float(v.detach().float().mean()):.6g}'
-                          if torch.is_tensor(v) else f'{k}={v}'
-                          for k, v in losses.items())
+        # The total as BaseModel.parse_losses logs it, then every term.
+        total = sum(float(v.detach().float().mean())
+                    for v in _loss_values(losses))
+        terms = ', '.join([f'loss={total:.6g}'] + [
+            f'{k}={float(v.detach().float().mean()):.6g}'
+            if torch.is_tensor(v) else f'{k}={v}'
+            for k, v in losses.items()])
         if not local:  # the non-finite loss was on another rank
             terms = f'non-finite on another rank; this rank: {terms}'
         what = (f'NonFiniteLossHook: non-finite loss at {self._where(runner)}'

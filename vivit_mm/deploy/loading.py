@@ -1,0 +1,92 @@
+"""Load a ViViT recognizer for deployment, after checking that the config
+describes a ViViT recognizer and that the checkpoint fits it (names and
+shapes), so that a mismatch fails with a clear message instead of
+mmengine's non-strict load leaving random weights in place."""
+import os
+from typing import Optional
+
+from mmengine.config import Config
+
+#: The recognizer parts the deployment tools run.
+WEIGHT_PREFIXES = ('backbone.', 'cls_head.')
+
+
+def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read ``config`` (a file), apply ``cfg_options`` and check that its
+    ``model`` is a recognizer with a ViViT backbone (``ValueError`` or
+    ``FileNotFoundError`` naming the problem otherwise)."""
+    path = os.path.expanduser(os.fspath(config))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'Config file {path!r} does not exist.')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model = cfg.get('model')
+    if not isinstance(model, dict) or not isinstance(
+            model.get('backbone'), dict):
+        raise ValueError(f'Config {path!r} has no model.backbone: it does '
+                         'not describe a recognizer.')
+    backbone_class(model['backbone'].get('type'), path)
+    if not isinstance(model.get('cls_head'), dict):
+        raise ValueError(f'Config {path!r} has no model.cls_head: the '
+                         'deployment tools need a classification head.')
+    return cfg
+
+
+def backbone_class(kind, where: str = 'the config'):
+    """The registered class of backbone type ``kind``; ``ValueError``
+    unless it is a ViViT backbone (a :class:`BaseViViT` subclass)."""
+    import vivit_mm  # noqa: F401  (registers the ViViT modules)
+    from mmaction.registry import MODELS
+    from mmengine.registry import DefaultScope
+
+    from ..models.backbones.base import BaseViViT
+    vivits = sorted(n for n, c in MODELS.module_dict.items()
+                    if isinstance(c, type) and issubclass(c, BaseViViT))
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not (isinstance(cls, type) and issubclass(cls, BaseViViT)):
+        raise ValueError(
+            f'{where}: model.backbone.type is {kind!r}, not a ViViT '
+            f'backbone; the deployment tools support {vivits}.')
+    return cls
+
+
+def check_checkpoint(checkpoint: str, cfg: Config) -> None:
+    """Raise ``FileNotFoundError``/``ValueError`` unless the checkpoint file
+    holds exactly the ``backbone.*``/``cls_head.*`` parameters (names and
+    shapes) of the recognizer ``cfg.model`` builds. Read without running
+    pickled code."""
+    from ..convert.io import unwrap_state_dict
+    from ..convert.recognizer import check_against_config
+    path = os.path.expanduser(os.fspath(checkpoint))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
+    state_dict = unwrap_state_dict(path)
+    weights = {k: v for k, v in state_dict.items()
+               if k.startswith(WEIGHT_PREFIXES)}
+    if not weights:
+        raise ValueError(
+            f'Checkpoint {path!r} holds no backbone.*/cls_head.* weights '
+            f'(first keys: {sorted(state_dict)[:5]}); it is not a '
+            'recognizer checkpoint.')
+    check_against_config(weights, cfg.model.to_dict()
+                         if hasattr(cfg.model, 'to_dict') else cfg.model,
+                         source=f'the weights of {path!r}')
+
+
+def load_recognizer(config: str, checkpoint: str,
+                    cfg_options: Optional[dict] = None,
+                    device: str = 'cpu'):
+    """Check ``config`` and ``checkpoint`` (:func:`load_config`,
+    :func:`check_checkpoint`), then ``mmaction.apis.init_recognizer`` on
+    ``device`` (eval mode)."""
+    from mmaction.apis import init_recognizer
+    cfg = load_config(config, cfg_options)
+    check_checkpoint(checkpoint, cfg)
+    return init_recognizer(cfg, os.path.expanduser(checkpoint),
+                           device=device)
+
+
+__all__ = ['load_config', 'backbone_class', 'check_checkpoint',
+           'load_recognizer', 'WEIGHT_PREFIXES']
