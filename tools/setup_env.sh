@@ -37,7 +37,7 @@ if "$VENV/bin/python" -c "import sys, torch, torchvision; sys.exit(not (torch.__
   echo "setup_env: torch is installed already ($("$VENV/bin/python" -c 'import torch; print(torch.__version__)'))."
 elif [ "$KIND" = cpu ]; then
   INDEX=${VIVIT_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
-  if ! $PIP install -q --retries 0 --timeout 15 --index-url "$INDEX" $TORCH_PINS; then
+  if ! $PIP install -q --retries 0 --timeout 15 --index-url "$INDEX" $TORCH_PINS 2>/dev/null; then
     echo "setup_env: no CPU-only torch from $INDEX (unreachable, or it has no $TORCH_PINS);"
     echo "setup_env: installing the default torch wheels instead (they include CUDA libraries; CPU works the same)."
     $PIP install -q $TORCH_PINS

@@ -14,7 +14,9 @@ TOOLS = ['tools/train.py', 'tools/test.py', 'tools/run_demo.py',
          'demo/demo.py', 'tools/convert/hf_to_vivit.py',
          'tools/convert/scenic_to_vivit.py', 'tools/convert/vivit_to_hf.py',
          'tools/misc/convert_legacy_checkpoint.py',
-         'tools/analysis_tools/get_flops.py']
+         'tools/analysis_tools/get_flops.py',
+         'tools/analysis_tools/benchmark.py',
+         'tools/deployment/export_onnx.py', 'tools/misc/extract_features.py']
 HEAVY = ('torch', 'mmaction', 'mmengine.runner', 'vivit_mm', 'cv2')
 
 PROBE = r'''
