@@ -4,7 +4,6 @@ weights-only allow-list, nothing else; it checks the host versions; and
 with that allow-list, hostile pickles stay refused on every load path of
 mmengine, MMAction2 and the tools."""
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from tests.conftest import REPO
+from tests.convert.conftest import payload
 from tests.engine.conftest import DropoutToy, toy_runner
 from vivit_mm.compat import (HOST_VERSIONS, PlainHistoryBuffer,
                              check_host_versions, safe_globals)
@@ -215,31 +215,6 @@ def test_installed_host_versions_pass():
 # --------------------------------------------------------------------------
 # Hostile pickles: refused by torch (weights_only=True) on mmengine's and
 # MMAction2's load paths, and by the tools' pre-flight, and never run.
-class _Call:
-    """Pickles as ``fn(*args)``: what a malicious checkpoint does."""
-
-    def __init__(self, fn, args):
-        self.fn, self.args = fn, args
-
-    def __call__(self, *args):
-        return self.fn(*args)
-
-    def __reduce__(self):
-        return (self.fn, self.args)
-
-
-def _payloads(marker):
-    m = str(marker)
-    return {
-        'os.system': _Call(os.system, (f'touch {m}', )),
-        'builtins.exec': _Call(exec, (f'open({m!r}, "w").write("x")', )),
-        # getattr(array, 'tofile')(path): why builtins.getattr must never be
-        # allow-listed, even next to harmless numpy types.
-        'getattr-tofile': _Call(
-            _Call(getattr, (np.arange(3.0), 'tofile')), (m, )),
-    }
-
-
 @pytest.fixture(params=['os.system', 'builtins.exec', 'getattr-tofile'])
 def hostile(request, tmp_path):
     """(checkpoint path, marker path) of a checkpoint whose unpickling
@@ -247,7 +222,7 @@ def hostile(request, tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / f'hostile_{request.param}.pth'
     torch.save(dict(state_dict={'backbone.cls_token': torch.zeros(1, 1, 32)},
-                    meta=_payloads(marker)[request.param]), path)
+                    meta=payload(marker, request.param)), path)
     return path, marker
 
 
