@@ -11,3 +11,17 @@ def test_get_flops_tool_prints_table2_numbers(tmp_path):
          str(REPO / 'configs/_base_/models/vivit_m1.py')],
         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert '451.5' in out and '88.95' in out, out
+
+
+def test_small_models_get_mflops():
+    """A model under 1 GFLOP is printed in MFLOPs with three significant
+    digits, not as 'GFLOPs: 0.0'."""
+    from importlib.machinery import SourceFileLoader
+
+    from tests.conftest import REPO
+    tool = SourceFileLoader('vivit_get_flops', str(
+        REPO / 'tools' / 'analysis_tools' / 'get_flops.py')).load_module()
+    assert tool.format_macs(23_412_345) == \
+        'MFLOPs (multiply-accumulates): 23.4'
+    assert tool.format_macs(283_300_000_000) == \
+        'GFLOPs (multiply-accumulates): 283.3'
