@@ -109,9 +109,14 @@ def refused(capsys, out, *argv):
     return capsys.readouterr().err
 
 
-def test_mismatching_checkpoint_fails_before_export(tmp_path, capsys):
-    config, ckpt = write_tiny_recognizer(tmp_path)
-    out = tmp_path / 'm.onnx'
+@pytest.fixture
+def files(tmp_path):
+    """A tiny recognizer's config and checkpoint, and an --out path."""
+    return (*write_tiny_recognizer(tmp_path), tmp_path / 'm.onnx')
+
+
+def test_mismatching_checkpoint_fails_before_export(files, capsys):
+    config, ckpt, out = files
     err = refused(capsys, out, config, ckpt, '--cfg-options',
                   'model.cls_head.num_classes=7')
     assert 'Config/weights mismatch' in err
@@ -123,9 +128,8 @@ def test_mismatching_checkpoint_fails_before_export(tmp_path, capsys):
         '[64, 64]' in err
 
 
-def test_bad_config_fails_clearly(tmp_path, capsys):
-    config, ckpt = write_tiny_recognizer(tmp_path)
-    out = tmp_path / 'm.onnx'
+def test_bad_config_fails_clearly(files, tmp_path, capsys):
+    config, ckpt, out = files
     err = refused(capsys, out, config, ckpt, '--cfg-options',
                   'model.backbone.type=ResNet3d')
     assert "model.backbone.type is 'ResNet3d', not a ViViT backbone" in err
