@@ -20,8 +20,9 @@ class WeightsOnlyCheckpointHook(Hook):
     weights and the optimizer state are untouched. ``import vivit_mm``
     allow-lists ``PlainHistoryBuffer`` (see :mod:`vivit_mm.compat`).
 
-    The shipped configs name it in ``custom_hooks``; ``tools/train.py`` adds
-    it to configs that do not.
+    The shipped configs name it in ``default_hooks.weights_only``
+    (``configs/_base_/default_runtime.py``); ``tools/train.py`` adds it to
+    configs that do not.
     """
 
     priority = 'LOWEST'  # after the other hooks added their state
