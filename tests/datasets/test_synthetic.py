@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import vivit_mm  # noqa: F401  (registers models and the dataset)
+from tests.conftest import REPO
+from tests.tools.helpers import inner_dataset
 from vivit_mm.datasets.synthetic import (CLASSES, ensure_dataset,
                                          generate_dataset, make_video,
                                          read_meta, visit_order)
-
-from tests.conftest import REPO
 
 CONFIG = str(REPO / 'configs' / 'vivit_m2_synthetic.py')
 TINY = dict(num_train=2, num_val=1, num_test=1, num_frames=16, width=64,
@@ -150,20 +150,12 @@ def test_ensure_dataset_reuses_and_never_overwrites(tmp_path):
 
 
 # ------------------------------------------------- MMAction2's own pipeline
-def _inner(loader):
-    """The data set config inside the wrappers (ReproducibleDataset)."""
-    ds = loader.dataset
-    while isinstance(ds.get('dataset'), dict):
-        ds = ds.dataset
-    return ds
-
-
 def _tiny_cfg(tmp_path):
     from mmengine.config import Config
     cfg = Config.fromfile(CONFIG)
     data_root = str(tmp_path / 'data')
     for split in ('train', 'val', 'test'):
-        ds = _inner(cfg[f'{split}_dataloader'])
+        ds = inner_dataset(cfg[f'{split}_dataloader'])
         ds.data_root = data_root
         ds.generate = dict(TINY, seed=0)
         cfg[f'{split}_dataloader'].num_workers = 0
@@ -178,7 +170,7 @@ def test_pipelines_read_videos_through_decord(tmp_path):
     init_default_scope('mmaction')
     cfg = _tiny_cfg(tmp_path)
     assert cfg.train_dataloader.dataset.type == 'ReproducibleDataset'
-    train = DATASETS.build(_inner(cfg.train_dataloader))
+    train = DATASETS.build(inner_dataset(cfg.train_dataloader))
     test = DATASETS.build(cfg.test_dataloader.dataset)
     assert len(train) == 8 and len(test) == 4
     item = train[1]
@@ -223,7 +215,8 @@ def test_runner_trains_and_tests_multiview(tmp_path):
     cfg.model.backbone.num_temporal_layers = 1
     cfg.model.cls_head.in_channels = 32
     cfg.train_dataloader.batch_size = 8
-    _inner(cfg.train_dataloader).pipeline = cfg.val_pipeline  # no jitter
+    # no jitter
+    inner_dataset(cfg.train_dataloader).pipeline = cfg.val_pipeline
     cfg.train_cfg.max_epochs = 10
     cfg.train_cfg.val_interval = 10
     cfg.optim_wrapper.optimizer.lr = 3e-3

@@ -89,6 +89,14 @@ def test_iteration_checkpoints_are_pruned_too(tmp_path):
     assert checkpoint_problem(str(tmp_path / 'iter_8.pth')) is None
 
 
+def test_pruning_follows_any_filename_template(tmp_path):
+    runner = toy_runner(tmp_path, 3, checkpoint=dict(
+        type='AtomicCheckpointHook', interval=1, max_keep_ckpts=1,
+        filename_tmpl='ckpt_{:03d}.pth'))
+    runner.train()
+    assert [p.name for p in tmp_path.glob('*.pth')] == ['ckpt_003.pth']
+
+
 def test_remote_output_keeps_mmengine_behaviour():
     hook = AtomicCheckpointHook(interval=1, max_keep_ckpts=2,
                                 out_dir='s3://bucket/run')

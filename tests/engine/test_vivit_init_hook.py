@@ -18,9 +18,9 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from mmpretrain.models import VisionTransformer
 
+from vivit_mm.convert.io import safe_load
 from vivit_mm.engine import ViViTInitHook
 from vivit_mm.models import ViViTM1
-from vivit_mm.convert.io import safe_load
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=64)
 _RUN_IDS = itertools.count()

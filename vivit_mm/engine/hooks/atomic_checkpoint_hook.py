@@ -77,8 +77,9 @@ class AtomicCheckpointHook(CheckpointHook):
     def _prune(self) -> None:
         """Delete all but the newest ``keep_last`` checkpoints named like
         ``filename_tmpl`` in the output directory."""
-        pattern = re.compile(
-            re.escape(self.filename_tmpl).replace(r'\{\}', r'(\d+)'))
+        # Any replacement field: '{}', '{:03d}' ...
+        pattern = re.compile(re.sub(r'\\\{[^}]*\\\}', lambda _: r'(\d+)',
+                                    re.escape(self.filename_tmpl), count=1))
         steps = sorted(
             (int(m.group(1)), name) for name in os.listdir(self.out_dir)
             for m in [pattern.fullmatch(name)] if m)
