@@ -7,6 +7,10 @@ The checkpoint is read with ``torch.load(weights_only=True)`` and the
 allow-list of vivit_mm.compat. The metrics are logged and written
 to ``<work_dir>/test_metrics.json``.
 
+``--show-dir DIR`` writes the frames of every ``--interval``-th test video,
+as the model saw them (first view), with the ground truth and the predicted
+class drawn on them: ``DIR/{video}_0/frames_0/{i}.png``.
+
 ``--compile`` runs the backbone through ``torch.compile`` (mmengine's
 ``compile`` key applies to training only); a ``compile`` dict in the config
 supplies the ``torch.compile`` arguments.
@@ -25,6 +29,11 @@ from vivit_cli.dist import LAUNCHERS  # noqa: E402
 
 # Hooks that initialise a model for training; a test loads a checkpoint.
 TRAIN_ONLY_HOOKS = ('ViViTInitHook', )
+# --show/--show-dir draw through vivit_mm's hook, which takes the arguments
+# of MMAction2's VisualizationHook and replaces it (see its docstring).
+VISUALIZATION_HOOK = 'VideoVisualizationHook'
+MMACTION_VISUALIZATION_HOOKS = ('VisualizationHook',
+                                'mmaction.VisualizationHook')
 
 
 def parse_args(argv=None):
@@ -71,8 +80,11 @@ def merge_args(cfg, args):
     """Merge command-line arguments into the config."""
     if args.show or args.show_dir is not None:
         if not isinstance(cfg.default_hooks.get('visualization'), dict):
-            cfg.default_hooks.visualization = dict(type='VisualizationHook')
+            cfg.default_hooks.visualization = dict(type=VISUALIZATION_HOOK)
         vis = cfg.default_hooks.visualization
+        if vis.get('type') in MMACTION_VISUALIZATION_HOOKS:
+            # MMAction2 1.1's hook fails on [views, C, T, H, W] inputs.
+            vis.type = VISUALIZATION_HOOK
         vis.enable = True
         vis.show = args.show
         vis.wait_time = args.wait_time

@@ -11,6 +11,8 @@
 #   nonfinite_loss: a NaN/inf loss stops the run before the update
 #                   (action='skip' drops the update instead)
 #   visualization:  off; tools/test.py --show-dir switches it on
+#                   (VideoVisualizationHook: MMAction2 1.1's VisualizationHook
+#                   cannot draw the [views, C, T, H, W] inputs of NCTHW)
 # tools/train.py and tools/test.py switch dist_cfg to gloo on machines
 # without CUDA.
 default_scope = 'mmaction'
@@ -29,7 +31,7 @@ default_hooks = dict(
     weights_only=dict(type='WeightsOnlyCheckpointHook'),
     exact_resume=dict(type='ExactResumeHook'),
     nonfinite_loss=dict(type='NonFiniteLossHook', action='stop'),
-    visualization=dict(type='VisualizationHook', enable=False))
+    visualization=dict(type='VideoVisualizationHook', enable=False))
 
 env_cfg = dict(
     cudnn_benchmark=False,

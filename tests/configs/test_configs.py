@@ -180,7 +180,7 @@ def test_config_names_everything_its_run_needs(name):
     hooks = {k: h.type for k, h in cfg.default_hooks.items() if h}
     assert hooks['checkpoint'] == 'AtomicCheckpointHook'
     assert {'WeightsOnlyCheckpointHook', 'ExactResumeHook',
-            'NonFiniteLossHook', 'VisualizationHook'} <= set(hooks.values())
+            'NonFiniteLossHook', 'VideoVisualizationHook'} <= set(hooks.values())
     assert cfg.train_dataloader.sampler.type == 'ResumableSampler'
     assert cfg.train_dataloader.dataset.type == 'ReproducibleDataset'
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
