@@ -8,8 +8,9 @@ files encoded like the data sets, so decoders work as on real footage.
 * Something-Something-v2-like (:data:`SSV2`): VP9 WebM, height 240,
   12 fps, 4 s (the released SSv2 videos), key frame every 120 frames.
 
-Content: a moving colour texture with per-pixel noise and a moving block
-(real-ish, so the codec spends bits and does motion search). Encoded with
+Content: a moving colour texture with fixed fine detail, a little noise
+per frame and a moving block (real-ish: the codec spends about 0.5 Mbit/s
+at 340x256, does motion search and picks B-frames for most frames). Encoded with
 PyAV, whose wheels bundle FFmpeg with libx264 and libvpx; files are cached
 by their parameters in a folder (``data/`` is git-ignored).
 """
@@ -19,6 +20,8 @@ from typing import List, Sequence
 
 import numpy as np
 
+#: Version of the generated content (part of the cached file names).
+CONTENT = 2
 VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov')
 
 
@@ -43,7 +46,8 @@ class VideoSpec:
     @property
     def name(self) -> str:
         return (f'{self.codec}_{self.width}x{self.height}_{self.fps}fps_'
-                f'{self.seconds:g}s_gop{self.gop}_s{self.seed}{self.suffix}')
+                f'{self.seconds:g}s_gop{self.gop}_s{self.seed}_c{CONTENT}'
+                f'{self.suffix}')
 
 
 KINETICS = (VideoSpec(340, 256, 30, 10, seed=0),
@@ -64,6 +68,10 @@ def frames(spec: VideoSpec):
     rng = np.random.default_rng(spec.seed)
     h, w = spec.height, spec.width
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # Fixed fine detail plus a little sensor noise per frame: x264 then
+    # picks B-frames for most frames and about 0.5 Mbit/s at 340x256, as
+    # on Kinetics clips (all-new noise every frame would make it P-only).
+    grain = rng.normal(0, 10, (h, w, 3)).astype(np.float32)
     side = max(8, min(h, w) // 8)
     for t in range(int(round(spec.fps * spec.seconds))):
         ph = t / spec.fps + spec.seed
@@ -72,7 +80,7 @@ def frames(spec: VideoSpec):
             img[..., ch] = (127 + 60 * np.sin(0.05 * (xx + 40 * ph * (ch + 1))
                                               + 0.03 * yy)
                             + 40 * np.cos(0.02 * yy - 2 * ph))
-        img += rng.normal(0, 8, (h, w, 1)).astype(np.float32)
+        img += grain + rng.normal(0, 2, (h, w, 1)).astype(np.float32)
         cx = int(w / 2 + w / 3 * np.sin(ph))
         cy = int(h / 2 + h / 4 * np.cos(1.3 * ph))
         img[max(cy - side, 0):cy + side, max(cx - side, 0):cx + side] = (
