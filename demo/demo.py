@@ -1,6 +1,10 @@
-"""Classify one video with a ViViT recognizer and print the top-k classes.
+"""Classify one video with a ViViT recognizer: print the top-k classes,
+and optionally write the video with them drawn on it.
 
     python demo/demo.py VIDEO CONFIG CHECKPOINT [--label-map LABELS.txt]
+        [--out-filename OUT.mp4|OUT.gif] [--fps FPS]
+        [--sliding-window [--stride N] [--timeline OUT.png]]
+        [--out-json OUT.json]
 
 The class names come from ``--label-map`` (one name per line, in label
 order; for Kinetics-400 MMAction2's tools/data/kinetics/label_map_k400.txt),
@@ -9,9 +13,23 @@ else from the checkpoint's ``meta.dataset_meta.classes`` or the config's
 else the class indices are printed. The config's test pipeline (e.g. 4 clips
 x 3 crops for the Kinetics configs) is applied and the per-view scores are
 averaged as the config's head says.
+
+``--out-filename`` writes every frame of the video, at its size, with the
+top-k classes and probabilities drawn by MMAction2's ``ActionVisualizer``.
+``--sliding-window`` classifies successive windows of ``clip_len x
+frame_interval`` frames (one clip each, with the config's spatial crops;
+see :mod:`vivit_mm.deploy.prediction`), prints them, draws on each frame the
+prediction of the latest window that covers it and plots the top classes'
+probabilities over time (``--timeline``, by default next to
+``--out-filename`` or ``--out-json`` as ``<name>_timeline.png``).
+``--out-json`` writes the probabilities (per window with
+``--sliding-window``).
 """
 import argparse
-from typing import List, Optional, Sequence, Tuple
+import json
+import os
+import sys
+from typing import List, Optional, Sequence
 
 # Only light imports before the arguments are parsed (fast --help).
 from mmengine.config import DictAction
@@ -33,6 +51,28 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--device', default=None,
         help='device, e.g. cpu or cuda:0 (default: cuda:0 if available)')
     parser.add_argument(
+        '--out-filename', default=None,
+        help='write the video with the top-k classes drawn on every frame '
+        '(.mp4 or .gif)')
+    parser.add_argument(
+        '--fps', type=float, default=None,
+        help='frame rate of --out-filename (default: the input\'s)')
+    parser.add_argument(
+        '--sliding-window', action='store_true',
+        help='classify successive windows of clip_len x frame_interval '
+        'frames (the config\'s test clip) and plot a timeline')
+    parser.add_argument(
+        '--stride', type=int, default=None,
+        help='frames between window starts (default: the window length)')
+    parser.add_argument(
+        '--timeline', default=None,
+        help='timeline plot (.png) of --sliding-window (default: '
+        '<--out-filename or --out-json>_timeline.png)')
+    parser.add_argument(
+        '--out-json', default=None,
+        help='write the class probabilities (per window with '
+        '--sliding-window) as JSON')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -41,6 +81,22 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.topk < 1:
         parser.error(f'--topk must be >= 1, got {args.topk}')
+    if args.fps is not None and not args.fps > 0:
+        parser.error(f'--fps must be > 0, got {args.fps}')
+    if args.stride is not None and args.stride < 1:
+        parser.error(f'--stride must be >= 1, got {args.stride}')
+    if not args.sliding_window and (args.stride or args.timeline):
+        parser.error('--stride and --timeline need --sliding-window')
+    if args.sliding_window and args.timeline is None:
+        base = args.out_filename or args.out_json
+        if base is None:
+            parser.error('--sliding-window writes a timeline plot: give '
+                         '--timeline OUT.png, --out-filename or --out-json')
+        args.timeline = os.path.splitext(base)[0] + '_timeline.png'
+    if args.timeline is not None and not args.timeline.lower().endswith(
+            '.png'):
+        parser.error(f'--timeline must name a .png file, got '
+                     f'{args.timeline!r}')
     return args
 
 
@@ -69,24 +125,81 @@ def class_names(model, label_map: Optional[str],
     return [str(i) for i in range(num_classes)]
 
 
-def scores_of(result):
-    """Averaged class scores of an ``ActionDataSample`` (MMAction2 1.1's
-    ``pred_scores.item`` or 1.2's ``pred_score``)."""
-    if 'pred_score' in result:
-        return result.pred_score
-    return result.pred_scores.item
+def top_lines(probs, names: List[str], k: int) -> List[str]:
+    """The ``k`` best classes of ``probs`` as drawn on the frames."""
+    from vivit_mm.visualization.prediction_video import prediction_lines
+    p, idx = probs.topk(min(k, probs.numel()))
+    return prediction_lines(idx.tolist(), p.tolist(), names)
 
 
-def top_k(model, video: str, k: int) -> Tuple:
-    """Probabilities and indices of the ``k`` best classes for ``video``."""
-    from mmaction.apis import inference_recognizer
-    scores = scores_of(inference_recognizer(model, video)).float().cpu()
-    if model.cfg.model.cls_head.get('average_clips') != 'prob':
-        scores = scores.softmax(-1)  # averaged logits -> probabilities
-    return scores.topk(min(k, scores.numel()))
+def whole_video(model, args, names: List[str]) -> dict:
+    """Top-k of the whole video (the config's test views), printed."""
+    from vivit_mm.deploy.prediction import video_probabilities
+    probs = video_probabilities(model, args.video)
+    p, idx = probs.topk(min(args.topk, probs.numel()))
+    print(f'Top-{len(idx)} classes of {args.video}:')
+    for rank, (q, i) in enumerate(zip(p.tolist(), idx.tolist()), 1):
+        print(f'{rank}. {names[i]} ({q:.4f})')
+    lines = top_lines(probs, names, args.topk)
+    return dict(probs=[float(q) for q in probs],
+                lines_of_frame=lambda i: lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def sliding_windows(model, args, names: List[str], num_frames: int,
+                    fps: Optional[float]) -> dict:
+    """Top-k of every window, printed; the timeline's data."""
+    import torch
+
+    from vivit_mm.deploy import prediction
+    from vivit_mm.visualization.prediction_video import timeline_series
+    windows = prediction.classify_windows(model, args.video, num_frames,
+                                          args.stride)
+    clip_len, interval = prediction.clip_sampling(model.cfg.test_pipeline)
+    length = clip_len * interval
+    print(f'{len(windows)} windows of {length} frames (stride '
+          f'{args.stride or length}) over {num_frames} frames of '
+          f'{args.video}:')
+    lines = []
+    for w in windows:
+        probs = torch.from_numpy(w.probs)
+        p, idx = probs.topk(min(args.topk, probs.numel()))
+        best = ', '.join(f'{names[i]} ({q:.4f})'
+                         for q, i in zip(p.tolist(), idx.tolist()))
+        print(f'window {w.index}: frames {w.start}-{w.stop - 1}: {best}')
+        lines.append([f'Window {w.index}: frames {w.start}-{w.stop - 1}'] +
+                     top_lines(probs, names, args.topk))
+    owner = prediction.frame_windows(num_frames, [w.start for w in windows],
+                                     length)
+    centres = [(w.start + w.stop) / 2 for w in windows]
+    x = [c / fps for c in centres] if fps else centres
+    classes, series = timeline_series([w.probs for w in windows], args.topk)
+    return dict(
+        window_length=length, stride=args.stride or length,
+        windows=[w.as_dict(fps) for w in windows],
+        timeline=dict(png=args.timeline, x=x,
+                      xlabel='time (s)' if fps else 'frame',
+                      classes=classes, probs=series.tolist()),
+        lines_of_frame=lambda i: lines[owner[i]])
+
+
+def plot(timeline: dict, names: List[str]) -> None:
+    """The timeline PNG; skipped with a message without matplotlib."""
+    import numpy as np
+
+    from vivit_mm.visualization.prediction_video import plot_timeline
+    try:
+        plot_timeline(timeline['png'], timeline['x'], timeline['classes'],
+                      np.asarray(timeline['probs']), names,
+                      xlabel=timeline['xlabel'])
+    except ImportError as e:
+        print(f'Timeline skipped: {e}', file=sys.stderr)
+        timeline['png'] = None
+        return
+    print(f'Timeline written to {timeline["png"]}')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run the demo; returns what ``--out-json`` writes."""
     args = parse_args(argv)
     import torch
     from mmaction.apis import init_recognizer
@@ -94,6 +207,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from mmengine.runner import load_checkpoint
 
     import vivit_mm  # noqa: F401  registers models, transforms, hooks
+    from vivit_mm.visualization import prediction_video as pv
+    try:  # before the model is built
+        if args.out_filename:
+            pv.out_format(args.out_filename)
+        reader = pv.open_video(args.video)
+        fps = args.fps or pv.video_fps(reader)
+        if args.out_filename and fps is None:
+            raise ValueError(f'{args.video!r} has no frame rate: give --fps.')
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -103,10 +226,27 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.to(device)
     names = class_names(model, args.label_map, checkpoint.get('meta'))
-    probs, idx = top_k(model, args.video, args.topk)
-    print(f'Top-{len(idx)} classes of {args.video}:')
-    for rank, (p, i) in enumerate(zip(probs.tolist(), idx.tolist()), 1):
-        print(f'{rank}. {names[i]} ({p:.4f})')
+    out = dict(video=args.video, num_frames=len(reader), fps=fps,
+               classes=names)
+    if args.sliding_window:
+        try:
+            out.update(sliding_windows(model, args, names, len(reader), fps))
+        except ValueError as e:
+            raise SystemExit(f'error: {e}') from None
+        plot(out['timeline'], names)
+    else:
+        out.update(whole_video(model, args, names))
+    lines_of_frame = out.pop('lines_of_frame')
+    if args.out_filename:
+        n = pv.write_prediction_video(reader, args.out_filename,
+                                      lines_of_frame, fps)
+        print(f'{n} annotated frames written to {args.out_filename}')
+        out['out_filename'] = args.out_filename
+    if args.out_json:
+        with open(args.out_json, 'w') as f:
+            json.dump(out, f, indent=1)
+        print(f'Probabilities written to {args.out_json}')
+    return out
 
 
 if __name__ == '__main__':

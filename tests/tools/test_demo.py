@@ -1,6 +1,8 @@
 """Inference with a checkpoint a tools/train.py run saved:
 ``mmaction.apis.init_recognizer``/``inference_recognizer`` and
-demo/demo.py."""
+demo/demo.py (top-k, prediction videos, sliding windows)."""
+import copy
+import json
 from importlib.machinery import SourceFileLoader
 
 import pytest
@@ -9,8 +11,10 @@ from mmaction.apis import inference_recognizer, init_recognizer
 from mmengine.dataset import Compose
 
 from tests.conftest import REPO
-from tests.tools.helpers import NUM_CLASSES, VIDEOS, manual_scores
+from tests.tools.helpers import (NUM_CLASSES, VIDEOS, manual_scores,
+                                 write_video)
 from vivit_mm.convert.io import safe_load
+from vivit_mm.datasets.video_errors import iter_transforms
 
 
 def load_demo():
@@ -74,3 +78,101 @@ def test_demo_without_a_label_map(trained, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()[-3:]
     assert lines == [f'{r}. name{i} ({p:.4f})' for r, (p, i) in
                      enumerate(zip(probs.tolist(), idx.tolist()), 1)]
+
+
+def _tool_args(trained):
+    return str(trained / 'cfg.py'), str(trained / 'wd' / 'epoch_2.pth')
+
+
+@pytest.mark.parametrize('ext', ['.mp4', '.gif'])
+def test_demo_writes_the_prediction_video(trained, tmp_path, ext):
+    """Every frame of the input, at its size, with the whole video's top-k
+    drawn; the JSON holds the probabilities inference_recognizer gives."""
+    import decord
+    from PIL import Image
+    cfg_path, ckpt = _tool_args(trained)
+    video = str(trained / 'videos' / 'v4.mp4')  # 80x64, 10 frames
+    out = tmp_path / f'pred{ext}'
+    result = load_demo().main([video, cfg_path, ckpt, '--device', 'cpu',
+                               '--out-filename', str(out), '--topk', '3',
+                               '--out-json', str(tmp_path / 'p.json')])
+    w, h, n = VIDEOS[4][:3]
+    if ext == '.mp4':
+        back = decord.VideoReader(str(out))
+        assert (len(back), back[0].shape) == (n, (h, w, 3))
+    else:
+        gif = Image.open(out)
+        assert (gif.n_frames, gif.size) == (n, (w, h))
+    model = init_recognizer(cfg_path, ckpt, device='cpu')
+    probs = inference_recognizer(model, video).pred_scores.item.softmax(-1)
+    torch.testing.assert_close(torch.tensor(result['probs']), probs,
+                               rtol=1e-5, atol=1e-6)
+    assert json.loads((tmp_path / 'p.json').read_text()) == result
+
+
+def test_demo_sliding_window_timeline(trained, tmp_path):
+    """One point per window in the timeline; each frame annotated; the
+    windows as vivit_mm.deploy.prediction computes them."""
+    import cv2
+    import decord
+    from vivit_mm.deploy.prediction import window_starts
+    cfg_path, ckpt = _tool_args(trained)
+    video = str(trained / 'videos' / 'v3.mp4')  # 40x56, 14 frames
+    out = tmp_path / 'slide.mp4'
+    result = load_demo().main([
+        video, cfg_path, ckpt, '--device', 'cpu', '--sliding-window',
+        '--stride', '3', '--out-filename', str(out), '--topk', '2',
+        '--out-json', str(tmp_path / 's.json')])
+    starts = window_starts(14, 4 * 2, 3)  # the tiny config: 4 frames x 2
+    assert starts == [0, 3, 6]
+    assert [w['start'] for w in result['windows']] == starts
+    assert result['window_length'] == 8 and result['stride'] == 3
+    timeline = result['timeline']
+    assert len(timeline['x']) == len(timeline['probs']) == len(starts)
+    assert timeline['x'] == pytest.approx([(s + s + 8) / 2 / 8
+                                           for s in starts])  # 8 fps
+    assert len(timeline['classes']) == 2
+    assert timeline['png'] == str(tmp_path / 'slide_timeline.png')
+    assert cv2.imread(timeline['png']) is not None
+    back = decord.VideoReader(str(out))
+    assert (len(back), back[0].shape) == (14, (56, 40, 3))
+    assert json.loads((tmp_path / 's.json').read_text()) == result
+
+
+def test_sliding_window_probabilities_are_one_test_clip(trained, tmp_path):
+    """A video of exactly one window: its probabilities are those of the
+    config's test pipeline with one clip (SampleFrames num_clips=1)."""
+    from vivit_mm.deploy.prediction import classify_windows
+    cfg_path, ckpt = _tool_args(trained)
+    video = tmp_path / 'eight.mp4'
+    write_video(video, 64, 48, 8, seed=5)
+    model = init_recognizer(cfg_path, ckpt, device='cpu')
+    (window, ) = classify_windows(model, str(video), 8)
+    assert (window.start, window.stop) == (0, 8)
+    cfg = copy.deepcopy(model.cfg.test_pipeline)
+    [t for t in iter_transforms(cfg) if t['type'] == 'SampleFrames'][0] \
+        .num_clips = 1
+    ref = inference_recognizer(model, str(video), Compose(cfg))
+    torch.testing.assert_close(torch.from_numpy(window.probs),
+                               ref.pred_scores.item.softmax(-1),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_demo_bad_inputs_fail_clearly(trained, tmp_path):
+    cfg_path, ckpt = _tool_args(trained)
+    demo = load_demo()
+    video = str(trained / 'videos' / 'v0.mp4')
+    with pytest.raises(SystemExit, match=r"must end in .mp4 or .gif, got "
+                       r"'.avi'"):
+        demo.main([video, cfg_path, ckpt, '--out-filename',
+                   str(tmp_path / 'x.avi')])
+    junk = tmp_path / 'junk.mp4'
+    junk.write_bytes(b'\0' * 1000)
+    with pytest.raises(SystemExit, match="Cannot read video '.*junk.mp4'"):
+        demo.main([str(junk), cfg_path, ckpt])
+    for argv in (['--sliding-window'], ['--stride', '4'],
+                 ['--sliding-window', '--timeline', 't.jpg'],
+                 ['--fps', '0']):
+        with pytest.raises(SystemExit) as err:
+            demo.parse_args([video, cfg_path, ckpt] + argv)
+        assert err.value.code == 2
