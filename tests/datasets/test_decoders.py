@@ -1,6 +1,8 @@
-"""PyAVIndexInit/PyAVIndexDecode give MMAction2's DecordInit/DecordDecode
-frames, bit for bit, on the same videos and sampled indices (H.264 with
-B-frames and several key frames, VP9 WebM, mp4v), and fail clearly."""
+"""PyAVIndexInit/PyAVIndexDecode and TorchCodecInit/TorchCodecDecode give
+MMAction2's DecordInit/DecordDecode frames, bit for bit, on the same videos
+and sampled indices (H.264 with B-frames and several key frames, VP9 WebM,
+mp4v), and fail clearly. torchcodec's tests skip where it or the system
+FFmpeg it needs is missing."""
 import numpy as np
 import pytest
 from mmaction.registry import TRANSFORMS
@@ -23,6 +25,27 @@ SAMPLERS = [
 ]
 
 
+def torchcodec_missing():
+    """Why torchcodec cannot decode here, or None."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+        VideoDecoder(videos.write_video(
+            __import__('tempfile').mkdtemp() + '/p.mp4',
+            videos.VideoSpec(32, 32, 12, 0.5, gop=6)))
+    except ImportError:
+        return 'torchcodec is not installed'
+    except (OSError, RuntimeError) as e:
+        return f'torchcodec cannot load FFmpeg: {str(e)[:80]}'
+    return None
+
+
+DECODERS = [('PyAVIndexInit', 'PyAVIndexDecode'),
+            pytest.param('TorchCodecInit', 'TorchCodecDecode',
+                          marks=pytest.mark.skipif(
+                              bool(torchcodec_missing()),
+                              reason=str(torchcodec_missing())))]
+
+
 @pytest.fixture(scope='module')
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp('decoders')
@@ -42,13 +65,13 @@ def run(init, decode, path, sampler, seed, **init_args):
                      modality='RGB'))
 
 
+@pytest.mark.parametrize('init, decode', DECODERS)
 @pytest.mark.parametrize('kind', ['h264', 'vp9', 'mp4v'])
 @pytest.mark.parametrize('sampler', SAMPLERS)
-def test_same_frames_as_decord(clips, kind, sampler):
+def test_same_frames_as_decord(clips, kind, sampler, init, decode):
     for seed in range(2):
         ref = run('DecordInit', 'DecordDecode', clips[kind], sampler, seed)
-        got = run('PyAVIndexInit', 'PyAVIndexDecode', clips[kind], sampler,
-                  seed)
+        got = run(init, decode, clips[kind], sampler, seed)
         assert got['total_frames'] == ref['total_frames']
         assert got['avg_fps'] == pytest.approx(ref['avg_fps'], rel=1e-3)
         np.testing.assert_array_equal(got['frame_inds'], ref['frame_inds'])
@@ -78,6 +101,8 @@ def test_registered_and_repr():
     init = TRANSFORMS.build(dict(type='PyAVIndexInit', skip_nonref=False))
     assert 'skip_nonref=False' in repr(init)
     assert TRANSFORMS.get('PyAVIndexDecode') is not None
+    assert 'num_threads=2' in repr(
+        TRANSFORMS.build(dict(type='TorchCodecInit', num_threads=2)))
     with pytest.raises(ValueError, match='num_threads'):
         TRANSFORMS.build(dict(type='PyAVIndexInit', num_threads=0))
 
@@ -90,6 +115,9 @@ def test_clear_errors(clips, tmp_path):
     reader.close()
     decode = TRANSFORMS.build(dict(type='PyAVIndexDecode'))
     with pytest.raises(TypeError, match='needs PyAVIndexInit'):
+        decode(dict(video_reader=object(), frame_inds=np.arange(2)))
+    decode = TRANSFORMS.build(dict(type='TorchCodecDecode'))
+    with pytest.raises(TypeError, match='needs TorchCodecInit'):
         decode(dict(video_reader=object(), frame_inds=np.arange(2)))
     broken = tmp_path / 'broken.mp4'
     broken.write_bytes(b'\x00' * 300)

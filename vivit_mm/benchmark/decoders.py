@@ -11,8 +11,9 @@ Each decoder is a function ``(path, frame_inds) -> frames`` (uint8,
   frame (``skip_nonref=False``), to measure what skipping saves.
 * ``mmaction-pyav``: MMAction2's ``PyAVInit`` + ``PyAVDecode`` (accurate
   mode: decodes every frame from the start).
-* ``torchcodec``: ``torchcodec.decoders.VideoDecoder`` (exact seek mode,
-  one FFmpeg thread); needs FFmpeg's shared libraries on the system.
+* ``torchcodec``: vivit_mm's ``TorchCodecInit`` + ``TorchCodecDecode``
+  (exact seek mode, one FFmpeg thread); needs FFmpeg's shared libraries
+  on the system.
 * ``decord+Resize`` against ``decord-scaled``: decode then MMAction2's
   ``Resize`` (cv2 bilinear), against decord's reader scaling while it
   decodes (``VideoReader(width=, height=)``, FFmpeg's scaler), both to the
@@ -80,16 +81,6 @@ def _decord_scaled(short_side: int) -> Callable:
     return fn
 
 
-def _torchcodec() -> Callable:
-    from torchcodec.decoders import VideoDecoder
-
-    def fn(path, inds):
-        dec = VideoDecoder(open(path, 'rb').read(), seek_mode='exact',
-                           num_ffmpeg_threads=1, dimension_order='NHWC')
-        return dec.get_frames_at([int(i) for i in inds]).data.numpy()
-    return fn
-
-
 def available_decoders(short_side: int) -> Dict[str, object]:
     """Name -> decode function, or the reason (str) it is unavailable."""
     out: Dict[str, object] = {}
@@ -99,7 +90,7 @@ def available_decoders(short_side: int) -> Dict[str, object]:
         'pyav-index-noskip': lambda: _mmaction(
             'PyAVIndexInit', 'PyAVIndexDecode', skip_nonref=False),
         'mmaction-pyav': lambda: _mmaction('PyAVInit', 'PyAVDecode'),
-        'torchcodec': _torchcodec,
+        'torchcodec': lambda: _mmaction('TorchCodecInit', 'TorchCodecDecode'),
         'decord+Resize': lambda: _decord_resize(short_side),
         'decord-scaled': lambda: _decord_scaled(short_side),
     }
