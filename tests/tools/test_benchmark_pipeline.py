@@ -148,3 +148,13 @@ def test_generated_videos_match_their_spec_and_are_cached(tmp_path,
     frames = list(videos.frames(spec))
     assert len(frames) == 12 and frames[0].shape == (32, 32, 3)
     assert not np.array_equal(frames[0], frames[1])  # it moves
+
+
+def test_macs_of_a_config_with_mixup():
+    # The SSv2 config's MixupBlending cannot be built on the meta device;
+    # it adds no MACs, so the count leaves it out (the config is unchanged).
+    cfg = Config.fromfile(str(REPO / 'configs' / 'vivit_m2_ssv2.py'))
+    macs, shape = pl.config_macs(cfg)
+    assert shape == (1, 3, 32, 224, 224)
+    assert macs / 1e9 == pytest.approx(284.4, rel=0.01)
+    assert cfg.model.data_preprocessor.blending.type == 'MixupBlending'

@@ -188,8 +188,10 @@ def main(argv=None):
                 f'median of {args.repeats} interleaved rounds)', '',
                 'Versions: ' + ', '.join(f'{k} {v}' for k, v in
                                          vers.items()), '')
-        rep.table(['decoder', 'ms / sample', 'frames vs'],
+        rep.table(['decoder', 'ms / sample (median)', 'best round',
+                   'frames vs'],
                   [(n, fmt_num(r['ms']) if 'ms' in r else '-',
+                    fmt_num(r['best_ms']) if 'ms' in r else '-',
                     f"{r['frames']} ({r['reference']})" if 'ms' in r
                     else r['error']) for n, r in res.items()])
         rep.data['decoders'] = dict(results=res, versions=vers,

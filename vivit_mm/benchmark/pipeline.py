@@ -146,8 +146,14 @@ def summarise(result: dict) -> dict:
 def config_macs(cfg) -> Tuple[int, tuple]:
     """MACs of one view through the config's model, and its input shape
     (counted on the meta device: no weights are allocated)."""
+    import copy
+
     from vivit_mm.utils.complexity import recognizer_complexity
-    macs, _, shape = recognizer_complexity(cfg.model)
+    model = copy.deepcopy(cfg.model)
+    # Mixup/CutMix (blending) draws from a Beta distribution when built,
+    # which fails on the meta device; it adds no MACs to a view.
+    (model.get('data_preprocessor') or {}).pop('blending', None)
+    macs, _, shape = recognizer_complexity(model)
     return macs, shape
 
 
