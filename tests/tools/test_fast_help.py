@@ -16,7 +16,9 @@ TOOLS = ['tools/train.py', 'tools/test.py', 'tools/run_demo.py',
          'tools/misc/convert_legacy_checkpoint.py',
          'tools/analysis_tools/get_flops.py',
          'tools/analysis_tools/benchmark.py',
-         'tools/deployment/export_onnx.py', 'tools/misc/extract_features.py']
+         'tools/deployment/export_onnx.py', 'tools/misc/extract_features.py',
+         'tools/visualizations/vis_attention.py',
+         'tools/analysis_tools/attention_object_mass.py']
 HEAVY = ('torch', 'mmaction', 'mmengine.runner', 'vivit_mm', 'cv2')
 
 PROBE = r'''

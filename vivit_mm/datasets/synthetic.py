@@ -210,6 +210,24 @@ def make_video(label: int, seed: Sequence[int], num_frames: int = 16,
     return render_states(scene, num_frames, width, height, rng)[order]
 
 
+def object_masks(label: int, seed: Sequence[int], num_frames: int = 16,
+                 width: int = 64, height: int = 48) -> np.ndarray:
+    """Where the moving object is in each frame of :func:`make_video`'s
+    video (same arguments): ``[T, H, W]`` bool, in temporal order, the pixels
+    the object covers at least half."""
+    order = visit_order(label, num_frames)
+    scene = sample_scene(np.random.default_rng(list(seed)), width, height)
+    masks = np.zeros((num_frames, height, width), bool)
+    for k in range(num_frames):
+        f = k / (num_frames - 1)
+        img = np.zeros((height, width, 3), np.float32)
+        _draw_shape(img, scene['shape'], scene['xy'],
+                    scene['r_min'] * (scene['r_max'] / scene['r_min'])**f,
+                    scene['angle'] + f * scene['turn'], np.full(3, 1.0))
+        masks[k] = img[..., 0] >= 0.5
+    return masks[order]
+
+
 def write_video(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
     """Write ``[T, H, W, 3]`` uint8 RGB frames as an mp4 (``mp4v``)."""
     import cv2
@@ -327,6 +345,24 @@ def ensure_dataset(out_dir: str, **kwargs) -> Dict[str, str]:
             f'arguments (name: (on disk, requested)): {diff}. Use another '
             f'folder or delete this one.')
     return {s: osp.abspath(osp.join(out_dir, f'{s}.txt')) for s in SPLITS}
+
+
+def masks_of_file(out_dir: str, rel: str) -> np.ndarray:
+    """:func:`object_masks` of the video ``rel`` (e.g. ``'test/00003.mp4'``)
+    of the data set in ``out_dir``, from its ``meta.json`` and list."""
+    meta = read_meta(out_dir)
+    if meta is None:
+        raise FileNotFoundError(f'{out_dir!r} holds no synthetic data set '
+                                '(no meta.json).')
+    split, name = osp.split(osp.normpath(rel))
+    stem = osp.splitext(name)[0]
+    if split not in _SPLIT_IDS or not stem.isdigit():
+        raise ValueError(f'{rel!r} is not a video of the synthetic data set '
+                         '(expected <split>/<index>.mp4).')
+    index = int(stem)
+    return object_masks(index % len(CLASSES),
+                        (meta['seed'], _SPLIT_IDS[split], index),
+                        meta['num_frames'], meta['width'], meta['height'])
 
 
 def read_meta(out_dir: str) -> Optional[Dict]:

@@ -15,9 +15,12 @@ groups; it never masks an ``N x N`` matrix.
 
 Every attention goes through :func:`attend`: fused
 ``scaled_dot_product_attention`` by default, or the explicit
-``softmax(q k^T / sqrt(d)) v`` formula for tests and debugging.
+``softmax(q k^T / sqrt(d)) v`` formula for tests and debugging. While a
+module's ``recorded`` attribute is a list (see
+:func:`vivit_mm.visualization.record_attention`), it takes the explicit path
+and appends every attention-probability tensor it computes to that list.
 """
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +49,16 @@ def attend(q: torch.Tensor,
     """
     if fused:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-    scale = q.shape[-1]**-0.5
-    weights = torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
+    weights = attention_probs(q, k)
     if dropout_p > 0:
         weights = F.dropout(weights, p=dropout_p)
     return weights @ v
+
+
+def attention_probs(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(head_dim))``: ``[..., n, n]``, rows sum to 1."""
+    scale = q.shape[-1]**-0.5
+    return torch.softmax((q * scale) @ k.transpose(-2, -1), dim=-1)
 
 
 # Token grouping along an axis of the time-major grid, index t * n_s + s.
@@ -136,19 +144,29 @@ class MultiheadSelfAttention(nn.Module):
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
+        #: None, or a list that every forward appends its attention
+        #: probabilities to, one ``(axis, [G, heads, n, n])`` pair per share
+        #: of heads (a plain attribute: not in the state dict).
+        self.recorded: Optional[List[Tuple[str, torch.Tensor]]] = None
 
-    def _attend(self, q, k, v):
+    def _attend(self, q, k, v, axis: str):
         p = self.attn_drop if self.training else 0.0
-        return attend(q, k, v, dropout_p=p, fused=self.fused)
+        if self.recorded is None:
+            return attend(q, k, v, dropout_p=p, fused=self.fused)
+        weights = attention_probs(q, k)  # the explicit path, recorded
+        self.recorded.append((axis, weights.detach()))
+        if p > 0:
+            weights = F.dropout(weights, p=p)
+        return weights @ v
 
-    def _joint(self, x: torch.Tensor) -> torch.Tensor:
+    def _joint(self, x: torch.Tensor, axis: str) -> torch.Tensor:
         """Every head over every token of ``x``: ``[G, n, D] -> [G, n, D]``
         (before the output projection)."""
         G, n, _ = x.shape
         # [G, n, 3 * D] -> 3 x [G, heads, n, head_dim]
         qkv = self.qkv(x).reshape(G, n, 3, self.num_heads, self.head_dims)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        y = self._attend(q, k, v)  # [G, heads, n, head_dim]
+        y = self._attend(q, k, v, axis)  # [G, heads, n, head_dim]
         return y.transpose(1, 2).reshape(G, n, self.embed_dims)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,7 +181,8 @@ class MultiheadSelfAttention(nn.Module):
             # [B, N, 3, h, hd] -> [G, n, 3, h, hd] -> 3 x [G, h, n, hd]
             q, k, v = group_tokens(part, axis, self.grid).permute(
                 2, 0, 3, 1, 4).unbind(0)
-            y = self._attend(q, k, v).transpose(1, 2)  # [G, n, h, hd]
+            y = self._attend(q, k, v, axis)
+            y = y.transpose(1, 2)  # [G, n, h, hd]
             outs.append(ungroup_tokens(y, axis, self.grid))  # [B, N, h, hd]
         return torch.cat(outs, dim=2).reshape(B, N, self.embed_dims)
 
@@ -173,6 +192,7 @@ class MultiheadSelfAttention(nn.Module):
             # One axis for all heads: group the tokens themselves (the
             # projections act per token, so grouping first is exact).
             axis = self.head_axes[0]
-            y = self.proj(self._joint(group_tokens(x, axis, self.grid)))
+            y = self.proj(self._joint(group_tokens(x, axis, self.grid),
+                                      axis))
             return self.proj_drop(ungroup_tokens(y, axis, self.grid))
         return self.proj_drop(self.proj(self._split(x)))
