@@ -158,3 +158,15 @@ def test_macs_of_a_config_with_mixup():
     assert shape == (1, 3, 32, 224, 224)
     assert macs / 1e9 == pytest.approx(284.4, rel=0.01)
     assert cfg.model.data_preprocessor.blending.type == 'MixupBlending'
+
+
+def test_paper_models_table(video_dir):
+    rep = load_tool().main([str(K400_M2), '--split', 'val', '--videos',
+                            str(video_dir), '--num-clips', '1',
+                            '--paper-models'])
+    rate = rep.data['pipeline']['samples_per_s']
+    rows = rep.data['paper_models']
+    assert [r[1] for r in rows.values()] == ['451.5', '283.3', '371.1',
+                                             '276.2']
+    # Model 2 with the paper's 17.4 ms per view on a TPU-v3.
+    assert rows[2][-1] == math.ceil(1e3 / 17.4 / rate)

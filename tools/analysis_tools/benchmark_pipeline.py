@@ -74,6 +74,9 @@ def parse_args(argv=None):
     p.add_argument('--utilisation', type=positive(float), default=0.4,
                    help='fraction of the peak the model reaches (default: '
                    '0.4)')
+    p.add_argument('--paper-models', action='store_true',
+                   help='also the workers ViViT-B/16x2 Models 1-4 at the '
+                   "paper's shape need with this worker rate")
     p.add_argument('--decoders', action='store_true',
                    help='also compare decoders on the same clips')
     p.add_argument('--decoder-names', nargs='+',
@@ -108,6 +111,43 @@ def swap_decoder(pipeline, decoder):
                         if k in ('io_backend', 'num_threads')})
         out.append(t)
     return out
+
+
+#: ViViT paper, Table 2 (ViViT-B/16x2, 32 x 224 x 224): TPU-v3 runtime,
+#: ms per view (inference).
+PAPER_TPU_MS = {1: 58.9, 2: 17.4, 3: 31.7, 4: 22.9}
+
+
+def paper_models(rep, args, s, pl, Config):
+    """Workers per accelerator for the four ViViT-B variants, with this
+    run's worker rate (the K400 pipelines are shared by their configs)."""
+    rows, data = [], {}
+    for m, tpu_ms in PAPER_TPU_MS.items():
+        cfg = Config.fromfile(str(ROOT / 'configs' / f'vivit_m{m}_k400.py'))
+        macs, _ = pl.config_macs(cfg)
+        est = pl.model_rate(s['views'], args.split, None, macs,
+                            args.accelerator_tflops, args.utilisation)
+        row = [f'Model {m}', f'{macs / 1e9:.1f}',
+               f"{est['views_per_s']:.0f}",
+               pl.workers_needed(est['samples_per_s'], s['samples_per_s'])]
+        if args.split != 'train':
+            tpu = pl.model_rate(s['views'], args.split, 1e3 / tpu_ms)
+            row += [f'{1e3 / tpu_ms:.0f}', pl.workers_needed(
+                tpu['samples_per_s'], s['samples_per_s'])]
+        rows.append(row)
+        data[m] = row
+    header = ['ViViT-B/16x2', 'GMACs / view', 'views/s (estimate)',
+              'workers (estimate)']
+    if args.split != 'train':
+        header += ["views/s (paper's TPU-v3 runtime)", 'workers (TPU-v3)']
+    rep.add(f'## Workers per accelerator, ViViT-B Models 1-4 ({args.split}, '
+            f'{s["samples_per_s"]:.2f} samples/s per worker)', '',
+            f'Estimate: {args.accelerator_tflops:g} TFLOP/s x '
+            f'{args.utilisation:g}, 2 FLOPs per MAC'
+            + (', x 3 for forward + backward.' if args.split == 'train'
+               else '.'), '')
+    rep.table(header, rows)
+    rep.data['paper_models'] = data
 
 
 def main(argv=None):
@@ -174,6 +214,8 @@ def main(argv=None):
                     model=need, workers=workers, macs=macs,
                     decoder=args.decoder)
 
+    if args.paper_models:
+        paper_models(rep, args, s, pl, Config)
     if args.decoders:
         sampler = next(t for t in pl.flatten_pipeline(pipeline)
                        if t['type'] == 'SampleFrames')
