@@ -8,7 +8,9 @@ then ``Prediction: idx, score (name)`` one class a line, white monospace on
 a translucent black box, sized by the frame's short side). Frames are read
 and drawn one chunk at a time, so a long mp4 never has to fit in memory; a
 GIF keeps its (palette) frames until it is written. mp4 files are written
-by OpenCV (``mp4v``), GIFs by Pillow; no moviepy is needed.
+by OpenCV (``mp4v``), GIFs by Pillow; no moviepy is needed. Pillow merges
+identical consecutive GIF frames; the frame counter that
+:func:`write_prediction_video` draws keeps every frame distinct.
 """
 import os
 from typing import Iterator, List, Optional, Sequence, Tuple
