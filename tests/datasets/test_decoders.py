@@ -39,8 +39,9 @@ def torchcodec_missing():
     return None
 
 
-DECODERS = [('PyAVIndexInit', 'PyAVIndexDecode'),
-            pytest.param('TorchCodecInit', 'TorchCodecDecode',
+DECODERS = [('PyAVIndexInit', 'PyAVIndexDecode', {}),
+            ('PyAVIndexInit', 'PyAVIndexDecode', dict(skip_nonref=True)),
+            pytest.param('TorchCodecInit', 'TorchCodecDecode', {},
                           marks=pytest.mark.skipif(
                               bool(torchcodec_missing()),
                               reason=str(torchcodec_missing())))]
@@ -65,13 +66,13 @@ def run(init, decode, path, sampler, seed, **init_args):
                      modality='RGB'))
 
 
-@pytest.mark.parametrize('init, decode', DECODERS)
+@pytest.mark.parametrize('init, decode, args', DECODERS)
 @pytest.mark.parametrize('kind', ['h264', 'vp9', 'mp4v'])
 @pytest.mark.parametrize('sampler', SAMPLERS)
-def test_same_frames_as_decord(clips, kind, sampler, init, decode):
+def test_same_frames_as_decord(clips, kind, sampler, init, decode, args):
     for seed in range(2):
         ref = run('DecordInit', 'DecordDecode', clips[kind], sampler, seed)
-        got = run(init, decode, clips[kind], sampler, seed)
+        got = run(init, decode, clips[kind], sampler, seed, **args)
         assert got['total_frames'] == ref['total_frames']
         assert got['avg_fps'] == pytest.approx(ref['avg_fps'], rel=1e-3)
         np.testing.assert_array_equal(got['frame_inds'], ref['frame_inds'])

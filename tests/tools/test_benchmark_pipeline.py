@@ -108,7 +108,9 @@ def test_end_to_end_on_a_video_folder(video_dir, tmp_path):
                      'ThreeCrop', 'FormatShape', 'PackActionInputs']
     # 4 clips x 3 crops of 32 frames at 224.
     assert s['views'] == 12 and s['shape'] == (12, 3, 32, 224, 224)
-    assert sum(ms for _, ms, _ in s['rows']) <= s['ms_per_sample'] * 1.001
+    assert sum(r[1] for r in s['rows']) <= s['ms_per_sample'] * 1.001
+    assert sum(r[3] for r in s['rows']) <= s['cpu_ms_per_sample'] * 1.001
+    assert 0 < s['cpu_samples_per_s']
     assert rep.data['workers'] == math.ceil(
         (30 / 12) / s['samples_per_s'])
     dec = rep.data['decoders']['results']

@@ -191,12 +191,14 @@ def main(argv=None):
     rep.add(f'{s["samples"]} samples, {s["views"]} view(s) each, input '
             f'{s["shape"]}; one process, {args.threads} thread(s); '
             f'decoder: {args.decoder}.', '')
-    rep.table(['transform', 'ms / sample', 'share'],
-              [(n, fmt_num(ms), f'{100 * sh:.0f}%')
-               for n, ms, sh in s['rows']] +
-              [('**total**', f'**{fmt_num(s["ms_per_sample"])}**', '100%')])
+    rep.table(['transform', 'ms / sample', 'share', 'CPU ms / sample'],
+              [(n, fmt_num(ms), f'{100 * sh:.0f}%', fmt_num(c))
+               for n, ms, sh, c in s['rows']] +
+              [('**total**', f'**{fmt_num(s["ms_per_sample"])}**', '100%',
+                fmt_num(s['cpu_ms_per_sample']))])
     rep.add(f'Per worker: **{s["samples_per_s"]:.2f} samples/s** = '
-            f'{s["views_per_s"]:.2f} views (clips)/s.', '')
+            f'{s["views_per_s"]:.2f} views (clips)/s (wall clock; '
+            f'{s["cpu_samples_per_s"]:.2f} samples/s from CPU time).', '')
 
     macs = None
     if args.model_clips_per_s is None:

@@ -7,8 +7,8 @@ Each decoder is a function ``(path, frame_inds) -> frames`` (uint8,
 * ``decord``: MMAction2's ``DecordInit`` + ``DecordDecode`` (the configs'
   default; whichever ``decord`` is importable, its version is reported).
 * ``pyav-index``: vivit_mm's ``PyAVIndexInit`` + ``PyAVIndexDecode``.
-* ``pyav-index-noskip``: the same, decoding every frame after the key
-  frame (``skip_nonref=False``), to measure what skipping saves.
+* ``pyav-index-skip``: the same, skipping unsampled non-reference frames
+  (``skip_nonref=True``), to measure what skipping saves.
 * ``mmaction-pyav``: MMAction2's ``PyAVInit`` + ``PyAVDecode`` (accurate
   mode: decodes every frame from the start).
 * ``torchcodec``: vivit_mm's ``TorchCodecInit`` + ``TorchCodecDecode``
@@ -87,8 +87,8 @@ def available_decoders(short_side: int) -> Dict[str, object]:
     makers = {
         'decord': lambda: _mmaction('DecordInit', 'DecordDecode'),
         'pyav-index': lambda: _mmaction('PyAVIndexInit', 'PyAVIndexDecode'),
-        'pyav-index-noskip': lambda: _mmaction(
-            'PyAVIndexInit', 'PyAVIndexDecode', skip_nonref=False),
+        'pyav-index-skip': lambda: _mmaction(
+            'PyAVIndexInit', 'PyAVIndexDecode', skip_nonref=True),
         'mmaction-pyav': lambda: _mmaction('PyAVInit', 'PyAVDecode'),
         'torchcodec': lambda: _mmaction('TorchCodecInit', 'TorchCodecDecode'),
         'decord+Resize': lambda: _decord_resize(short_side),

@@ -82,13 +82,17 @@ def seed_sample(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_steps(steps, results: dict, times: Optional[dict] = None) -> dict:
-    """Apply ``steps`` in order; add each one's seconds to ``times``."""
+def run_steps(steps, results: dict, times: Optional[dict] = None,
+              cpu: Optional[dict] = None) -> dict:
+    """Apply ``steps`` in order; add each one's wall seconds to ``times``
+    and its CPU seconds (this process) to ``cpu``."""
     for name, transform in steps:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results = transform(results)
         if times is not None:
             times.setdefault(name, []).append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.setdefault(name, []).append(time.process_time() - c0)
     return results
 
 
@@ -106,8 +110,10 @@ def time_pipeline(steps, videos: Sequence, samples: int, seed: int = 0,
     ``k`` seeded with ``seed + k``) after ``warmup`` untimed ones.
 
     Returns:
-        dict: ``times`` (name -> seconds per sample), ``total`` (seconds
-        per sample), ``views`` (views per sample), ``shape`` (of the packed
+        dict: ``times`` (name -> wall seconds per sample), ``total``
+        (wall seconds per sample), ``cpu`` and ``cpu_total`` (the same in
+        CPU seconds of this process: less sensitive to other load),
+        ``views`` (views per sample), ``shape`` (of the packed
         input).
     """
     if samples < 1:
@@ -118,27 +124,35 @@ def time_pipeline(steps, videos: Sequence, samples: int, seed: int = 0,
         seed_sample(seed - 1 - k)
         run_steps(steps, sample_results(videos[k % len(videos)]))
     times: Dict[str, List[float]] = OrderedDict()
-    totals, views, shape = [], 1, None
+    cpu: Dict[str, List[float]] = OrderedDict()
+    totals, cpu_totals, views, shape = [], [], 1, None
     for k in range(samples):
         seed_sample(seed + k)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = run_steps(steps, sample_results(videos[k % len(videos)]),
-                        times)
+                        times, cpu)
         totals.append(time.perf_counter() - t0)
+        cpu_totals.append(time.process_time() - c0)
         views = num_views(out)
         inputs = out.get('inputs')
         shape = tuple(inputs.shape) if inputs is not None else None
-    return dict(times=times, total=totals, views=views, shape=shape)
+    return dict(times=times, total=totals, cpu=cpu, cpu_total=cpu_totals,
+                views=views, shape=shape)
 
 
 def summarise(result: dict) -> dict:
-    """Mean ms per sample of each transform (and its share), samples/s and
-    views/s of one worker."""
+    """Mean wall ms per sample of each transform (its share, its CPU ms),
+    samples/s and views/s of one worker (wall), and samples/s from CPU
+    time (what an idle core would give, if the work is single-threaded)."""
     total = float(np.mean(result['total']))
-    rows = [(name, 1e3 * float(np.mean(ts)), float(np.mean(ts)) / total)
+    cpu_total = float(np.mean(result['cpu_total']))
+    rows = [(name, 1e3 * float(np.mean(ts)), float(np.mean(ts)) / total,
+             1e3 * float(np.mean(result['cpu'][name])))
             for name, ts in result['times'].items()]
     return dict(rows=rows, ms_per_sample=1e3 * total,
+                cpu_ms_per_sample=1e3 * cpu_total,
                 samples_per_s=1.0 / total,
+                cpu_samples_per_s=1.0 / cpu_total,
                 views_per_s=result['views'] / total, views=result['views'],
                 shape=result['shape'], samples=len(result['total']))
 

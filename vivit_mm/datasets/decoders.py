@@ -17,9 +17,10 @@ These transforms instead:
 * index the video's packets once (as decord does when it opens a file):
   frame ``i`` is the ``i``-th presentation timestamp, so ``total_frames``
   and frame numbers agree with decord's for any container;
-* decode only from the key frame before each run of wanted frames, skip
-  decoding packets of non-reference frames that are not wanted (nothing
-  depends on them) and convert only wanted frames to RGB;
+* decode only from the key frame before each run of wanted frames and
+  convert only wanted frames to RGB; optionally (``skip_nonref=True``) skip
+  decoding non-reference frames nobody asked for (nothing depends on
+  them);
 * raise a clear error when a wanted frame cannot be decoded (use
   :class:`~vivit_mm.datasets.video_errors.VideoReadGuard` around them, as
   the configs do).
@@ -72,7 +73,7 @@ class PyAVIndexReader:
     """
 
     def __init__(self, source, num_threads: int = 1,
-                 skip_nonref: bool = True) -> None:
+                 skip_nonref: bool = False) -> None:
         av = _import_av()
         self.skip_nonref = skip_nonref
         self.container = av.open(source)
@@ -174,12 +175,14 @@ class PyAVIndexInit(BaseTransform):
         num_threads (int): Decoder threads. Defaults to 1 (one per data
             loader worker, as ``DecordInit``).
         skip_nonref (bool): Skip decoding non-reference frames that were
-            not sampled. Defaults to True (the frames are the same).
+            not sampled (the frames are the same; on H.264 with B-frames it
+            halves the frames decoded, but the benchmark did not show a
+            clear time win, see docs/performance.md). Defaults to False.
         **kwargs: Arguments of the file client.
     """
 
     def __init__(self, io_backend: str = 'disk', num_threads: int = 1,
-                 skip_nonref: bool = True, **kwargs) -> None:
+                 skip_nonref: bool = False, **kwargs) -> None:
         self.io_backend = io_backend
         self.skip_nonref = bool(skip_nonref)
         self.num_threads = checks.positive_int(num_threads, 'num_threads',
