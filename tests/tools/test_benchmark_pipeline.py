@@ -35,7 +35,8 @@ def video_dir(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize('argv, code', [(['--help'], 0), (['x.py'], None),
+@pytest.mark.parametrize('argv, code', [(['--help'], 0),
+                                        ([str(K400_M2)], None),
                                         (['--no-such-option'], 2)])
 def test_parses_without_the_heavy_stack(argv, code):
     result = _parse(TOOL, argv)
@@ -44,16 +45,24 @@ def test_parses_without_the_heavy_stack(argv, code):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['c.py', '--split', 'trian'], "invalid choice: 'trian'"),
-    (['c.py', '--videos', '/no/such/dir'], 'no such folder'),
-    (['c.py', '--utilisation', '1.5'], 'utilisation'),
-    (['c.py', '--num-clips', '0'], 'must be > 0'),
+    (['--split', 'trian'], "invalid choice: 'trian'"),
+    (['--videos', '/no/such/dir'], 'no such folder'),
+    (['--utilisation', '1.5'], 'utilisation'),
+    (['--num-clips', '0'], 'must be > 0'),
+    (['--num-videos', '7'], 'at most'),
+    (['--kind', 'ssv2', '--num-videos', '5'], 'at most'),
 ])
 def test_bad_arguments_are_named(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        load_tool().parse_args(argv)
+        load_tool().parse_args([str(K400_M2)] + argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_missing_config_is_named(capsys):
+    with pytest.raises(SystemExit):
+        load_tool().parse_args(['/no/such/config.py'])
+    assert 'no such config file' in capsys.readouterr().err
 
 
 def test_empty_video_folder_is_an_error(tmp_path, video_dir):

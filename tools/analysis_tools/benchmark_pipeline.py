@@ -90,6 +90,11 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.utilisation > 1:
         p.error('--utilisation must be in (0, 1]')
+    if not Path(args.config).is_file():
+        p.error(f'no such config file: {args.config}')
+    if args.num_videos > 6 or (args.kind == 'ssv2' and args.num_videos > 4):
+        p.error('--num-videos: 6 Kinetics-like and 4 SSv2-like videos are '
+                'generated at most; use --videos DIR for more')
     if args.videos is not None and not Path(args.videos).is_dir():
         p.error(f'--videos: no such folder: {args.videos}')
     return args
