@@ -73,12 +73,11 @@ def test_bad_omp_num_threads_is_a_clear_error(value):
 
 
 @pytest.mark.parametrize('cpus, asked, intra, workers', [
-    (2, 1, 2, 2),    # the demo on 2 CPUs: at least 2 workers
-    (2, 8, 2, 2),    # 8 workers asked on 2 CPUs: capped
-    (16, 4, 16, 4),
-    (16, 1, 16, 2),
+    (2, 1, 1, 1),    # the demo on 2 CPUs: one worker, one torch thread
+    (2, 8, 1, 2),    # 8 workers asked on 2 CPUs: capped
+    (16, 4, 12, 4),
     (1, 3, 1, 1),
-    (4, 0, 4, 0),    # no workers asked: none
+    (4, 0, 4, 0),    # no workers: torch gets every CPU
 ])
 def test_auto_choice_fits_the_cpus(cpus, asked, intra, workers):
     choice = choose_threads(CpuInfo(cpus, cpus), dict(train_dataloader=asked),
@@ -101,7 +100,7 @@ def test_omp_num_threads_wins_over_config_and_auto():
 def test_max_workers_and_bad_settings():
     choice = choose_threads(CpuInfo(8, 8), TRAIN, NO_ENV, max_workers=3)
     assert choice.num_workers['train_dataloader'] == (4, 3)
-    assert choice.intra_op_threads == 8
+    assert choice.intra_op_threads == 5
     with pytest.raises(ValueError, match='intra_op_threads'):
         choose_threads(CpuInfo(2, 2), TRAIN, NO_ENV, intra_op_threads=0)
     with pytest.raises(ValueError, match='train_dataloader.num_workers'):
@@ -112,7 +111,7 @@ def test_distributed_ranks_share_the_cpus():
     choice = choose_threads(CpuInfo(8, 8), TRAIN, NO_ENV,
                             processes=threads.local_processes(
                                 {'LOCAL_WORLD_SIZE': '4'}))
-    assert choice.intra_op_threads == 2
+    assert choice.intra_op_threads == 1  # 2 CPUs a rank, 2 workers
     assert choice.num_workers['train_dataloader'] == (4, 2)
     assert 'shared by 4 processes' in choice.describe()
     with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE='x'"):
@@ -132,17 +131,17 @@ def test_configure_records_the_choice_in_env_cfg(monkeypatch, tmp_path):
     cfg = _demo_cfg()
     cfg.train_dataloader.num_workers = 8
     choice = configure_threads(cfg, environ=NO_ENV, root=str(tmp_path))
-    assert calls == [2]
+    assert calls == [1]
     assert cfg.train_dataloader.num_workers == 2
     assert cfg.env_cfg.cpu_threads_chosen == dict(
-        cpus=2, intra_op_threads=2, worker_threads=1, source='auto')
+        cpus=2, intra_op_threads=1, worker_threads=1, source='auto')
     assert cfg.env_cfg.mp_cfg.opencv_num_threads == 0  # untouched
     line = choice.describe()
     assert line.startswith('vivit_mm threads: 2 CPUs available')
     assert 'train 2 (config 8)' in line
     # the dump carries it, and a dumped config chooses again
     dumped = Config.fromstring(cfg.pretty_text, '.py')
-    assert dumped.env_cfg.cpu_threads_chosen.intra_op_threads == 2
+    assert dumped.env_cfg.cpu_threads_chosen.intra_op_threads == 1
     configure_threads(dumped, environ={'OMP_NUM_THREADS': '2'},
                       root=str(tmp_path))
     assert dumped.env_cfg.cpu_threads_chosen.source == 'OMP_NUM_THREADS'

@@ -31,10 +31,6 @@ from typing import Dict, Mapping, Optional, Tuple
 
 #: The data loaders of a config whose ``num_workers`` the choice sets.
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-#: Fewest workers of a loader that uses workers, where the CPUs allow: one
-#: decodes while the other's batch is consumed. On 2 CPUs the demo's epoch
-#: beside two busy processes took half as long with 2 workers as with 1.
-MIN_WORKERS = 2
 #: Where :func:`record_choice` writes the decision in ``env_cfg``.
 CHOSEN_KEY = 'cpu_threads_chosen'
 #: Threads of one data worker: torch's DataLoader sets one torch thread in
@@ -209,16 +205,17 @@ def choose_threads(cpu: CpuInfo,
 
     * The CPUs are shared by the ``processes`` training processes of this
       machine (distributed ranks): each gets ``share = cpus // processes``.
-    * Workers: a loader with workers gets ``max(requested, MIN_WORKERS)``,
-      at most ``max_workers`` (default: ``share``); more workers than CPUs
-      only compete. A loader without workers keeps none.
+    * Workers: each loader keeps its requested count, at most
+      ``max_workers`` (default: ``share``; more workers than CPUs only
+      compete).
     * torch intra-op threads: ``OMP_NUM_THREADS`` if set, else
-      ``intra_op_threads`` if given, else ``share``. The tools also set
-      ``OMP_WAIT_POLICY=PASSIVE`` (``tools/vivit_cli/threads.py``), so
-      these threads sleep rather than spin while the workers or other
-      processes run; measured against fewer threads (``share - workers``)
-      that was faster idle and as fast beside busy processes
-      (docs/performance.md, "CPU threads and workers").
+      ``intra_op_threads`` if given, else the CPUs the busiest loader's
+      workers leave free, at least 1: the input pipeline of video training
+      keeps its workers busy, and threads beyond the free CPUs wait for
+      CPUs the workers hold. The tools also set ``OMP_WAIT_POLICY=PASSIVE``
+      (``tools/vivit_cli/threads.py``) so that, where torch has several
+      threads, they sleep rather than spin while the workers run. Measured
+      in docs/performance.md, "CPU threads and workers".
 
     Args:
         cpu (CpuInfo): from :func:`available_cpus`.
@@ -242,15 +239,16 @@ def choose_threads(cpu: CpuInfo,
         if isinstance(asked, bool) or not isinstance(asked, int) or asked < 0:
             raise ValueError(f'{name}.num_workers must be a non-negative '
                              f'integer, got {asked!r}')
-        workers[name] = (asked, min(max(asked, MIN_WORKERS), cap)
-                         if asked else 0)
+        workers[name] = (asked, min(asked, cap))
     env_threads = omp_num_threads(environ)
     if env_threads is not None:
         intra, source = env_threads, 'OMP_NUM_THREADS'
     elif intra_op_threads is not None:
         intra, source = intra_op_threads, 'env_cfg.cpu_threads'
     else:
-        intra, source = share, 'auto'
+        busiest = max((chosen for _, chosen in workers.values()), default=0)
+        intra = max(1, share - busiest * WORKER_THREADS)
+        source = 'auto'
     return ThreadChoice(cpu=cpu, intra_op_threads=intra,
                         num_workers=workers, source=source,
                         processes=processes,
