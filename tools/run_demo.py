@@ -201,6 +201,9 @@ def plot_curves(curves: Dict[str, List], path: str, title: str,
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     args = parse_args(argv)
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from vivit_cli.threads import prepare_openmp
+    prepare_openmp()  # before torch loads
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -215,13 +218,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if args.seed is not None:
         cfg.randomness = dict(cfg.get('randomness') or {}, seed=args.seed)
 
-    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     from vivit_cli.run_config import add_plain_param_groups_hook
+    from vivit_cli.threads import setup_threads
     add_plain_param_groups_hook(cfg)  # compile + paramwise_cfg
+    threads = setup_threads(cfg)  # torch threads and workers fit the CPUs
     prepare_data(cfg, args.data_seed)
     t_data = time.time() - start
     print(f'[demo] data ready in {t_data:.1f} s '
           f'({_datasets(cfg)[0].data_root})', flush=True)
+    if not args.verbose:  # else the Runner's logger prints it
+        print(f'[demo] {threads.describe()}', flush=True)
 
     console = sys.stdout
     if not args.verbose:
@@ -233,12 +239,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
               'prints it here)', flush=True)
         with contextlib.redirect_stdout(log):
             runner = Runner.from_cfg(cfg)
+            runner.logger.info(threads.describe())
             runner.register_hook(_Progress(console).hook)
             runner.train()
             t_train = time.time() - start - t_data
             metrics = runner.test()
     else:
         runner = Runner.from_cfg(cfg)
+        runner.logger.info(threads.describe())
         runner.train()
         t_train = time.time() - start - t_data
         # Test the final weights (still in memory), multi-view pipeline.

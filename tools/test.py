@@ -121,6 +121,8 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    from vivit_cli.threads import prepare_openmp
+    prepare_openmp()  # before torch loads
     from mmengine.config import Config
     cfg = merge_args(Config.fromfile(args.config), args)
     from vivit_cli.preflight import check_checkpoint_file, check_data
@@ -136,8 +138,11 @@ def main(argv=None):
     import vivit_mm  # noqa: F401  registers models, transforms, hooks
     from vivit_cli.dist import setup_distributed
     from vivit_mm.utils.compile import compile_backbone
+    from vivit_cli.threads import setup_threads
     setup_distributed(cfg, args.launcher)
+    threads = setup_threads(cfg)
     runner = Runner.from_cfg(cfg)
+    runner.logger.info(threads.describe())
     if args.compile:
         options = cfg.get('compile', None)
         options = dict(options) if isinstance(options, dict) else {}

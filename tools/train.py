@@ -190,6 +190,8 @@ def add_tensorboard(cfg) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    from vivit_cli.threads import prepare_openmp
+    prepare_openmp()  # before torch loads
     from mmengine.config import Config
     cfg = merge_args(Config.fromfile(args.config), args)
     from vivit_cli.preflight import check_checkpoints, check_data
@@ -210,8 +212,11 @@ def main(argv=None):
 
     import vivit_mm  # noqa: F401  registers models, transforms, hooks
     from vivit_cli.dist import setup_distributed
+    from vivit_cli.threads import setup_threads
     setup_distributed(cfg, args.launcher)
+    threads = setup_threads(cfg)
     runner = Runner.from_cfg(cfg)
+    runner.logger.info(threads.describe())
     runner.train()
 
 
