@@ -28,6 +28,7 @@ probabilities over time (``--timeline``, by default next to
 import argparse
 import json
 import os
+import os.path as osp
 import sys
 from typing import List, Optional, Sequence
 
@@ -201,6 +202,10 @@ def plot(timeline: dict, names: List[str]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     """Run the demo; returns what ``--out-json`` writes."""
     args = parse_args(argv)
+    sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..',
+                                'tools'))
+    from vivit_cli.threads import prepare_openmp, setup_inference_threads
+    prepare_openmp()  # before torch loads
     import torch
     from mmaction.apis import init_recognizer
     from mmengine.config import Config
@@ -220,6 +225,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    print(setup_inference_threads().describe(), flush=True)
     device = args.device or ('cuda:0' if torch.cuda.is_available()
                              else 'cpu')
     model = init_recognizer(cfg, None, device='cpu')

@@ -65,3 +65,28 @@ def test_explicit_omp_num_threads_is_recorded(monkeypatch):
         torch.set_num_threads(before)
     assert choice.source == 'OMP_NUM_THREADS'
     assert cfg.env_cfg.cpu_threads_chosen.intra_op_threads == 1
+
+
+def test_inference_threads_take_every_cpu_unless_omp_says(monkeypatch):
+    """demo/demo.py's choice: no data workers, so torch gets the CPUs the
+    process is given (affinity), and OMP_NUM_THREADS wins."""
+    import torch
+
+    from vivit_cli.threads import setup_inference_threads
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+        monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2})
+        choice = setup_inference_threads()
+        assert choice.intra_op_threads == torch.get_num_threads()
+        assert choice.intra_op_threads == min(3, choice.cpu.cpus) \
+            and choice.cpu.affinity == 3
+        assert 'data workers none' in choice.describe()
+        monkeypatch.setenv('OMP_NUM_THREADS', '1')
+        assert setup_inference_threads().intra_op_threads == 1
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv('OMP_NUM_THREADS', '0')
+        with pytest.raises(SystemExit, match='OMP_NUM_THREADS'):
+            setup_inference_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -46,3 +46,17 @@ def setup_threads(cfg):
         return configure_threads(cfg)
     except ValueError as e:
         raise SystemExit(f'error: {e}') from None
+
+
+def setup_inference_threads():
+    """Threads of a tool that runs a model without data workers (the demo):
+    all the CPUs the process is given to torch (``OMP_NUM_THREADS`` wins),
+    applied; returns the :class:`~vivit_mm.utils.threads.ThreadChoice`."""
+    from vivit_mm.utils.threads import (apply_threads, available_cpus,
+                                        choose_threads)
+    try:
+        choice = choose_threads(available_cpus(), {})
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
+    apply_threads(choice)
+    return choice
