@@ -101,31 +101,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def read_label_map(path: str, num_classes: int) -> List[str]:
-    """Read class names, one per line; there must be ``num_classes``."""
-    with open(path) as f:
-        names = [line.strip() for line in f if line.strip()]
-    if len(names) != num_classes:
-        raise ValueError(f'--label-map {path!r} has {len(names)} class names '
-                         f'but the model predicts {num_classes} classes.')
-    return names
-
-
-def class_names(model, label_map: Optional[str],
-                meta: Optional[dict] = None) -> List[str]:
-    """``--label-map``, else the checkpoint's (``meta``) or the config's
-    class names, else the indices as strings."""
-    num_classes = model.cfg.model.cls_head.num_classes
-    if label_map:
-        return read_label_map(label_map, num_classes)
-    dataset_meta = (meta or {}).get('dataset_meta') or {}
-    for names in (dataset_meta.get('classes'),
-                  model.cfg.get('label_names')):
-        if names and len(names) == num_classes:
-            return [str(n) for n in names]
-    return [str(i) for i in range(num_classes)]
-
-
 def top_lines(probs, names: List[str], k: int) -> List[str]:
     """The ``k`` best classes of ``probs`` as drawn on the frames."""
     from vivit_mm.visualization.prediction_video import prediction_lines
@@ -210,6 +185,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from mmaction.apis import init_recognizer
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
+
+    from vivit_mm.deploy.loading import class_names
 
     import vivit_mm  # noqa: F401  registers models, transforms, hooks
     from vivit_mm.visualization import prediction_video as pv

@@ -14,6 +14,7 @@ from tests.conftest import REPO
 from tests.tools.helpers import (NUM_CLASSES, VIDEOS, manual_scores,
                                  write_video)
 from vivit_mm.convert.io import safe_load
+from vivit_mm.deploy.loading import read_label_map
 from vivit_mm.datasets.video_errors import iter_transforms
 
 
@@ -52,7 +53,7 @@ def test_init_recognizer_inference_and_demo(trained, capsys):
     assert lines == [f'{r}. {names[i]} ({p:.4f})' for r, (p, i) in
                      enumerate(zip(probs.tolist(), idx.tolist()), 1)]
     with pytest.raises(ValueError, match='class names'):
-        demo.read_label_map(str(label_map), 400)
+        read_label_map(str(label_map), 400)
 
 
 def test_demo_without_a_label_map(trained, tmp_path, capsys):

@@ -107,7 +107,8 @@ def test_bad_input(tool, video, tmp_path, capsys):
     labels.write_text('a\nb\n')
     assert tool['main']([CONFIG, WEIGHTS, video, '--out-dir', out,
                          '--label-map', str(labels)]) == 2
-    assert '2 names for 4 classes' in capsys.readouterr().err
+    assert 'has 2 class names but the model predicts 4' in \
+        capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool['parse_args']([CONFIG, WEIGHTS, video, '--out-dir', out,
                             '--alpha', '2'])

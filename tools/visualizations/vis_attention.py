@@ -76,24 +76,6 @@ def parse_args(argv=None):
     return args
 
 
-def class_names(model, checkpoint_meta, label_map=None):
-    """``label_map``'s lines, the checkpoint's ``dataset_meta.classes`` or
-    the config's ``label_names`` (when they fit the head), else None."""
-    num = model.cfg.model.cls_head.num_classes
-    if label_map:
-        with open(label_map) as f:
-            names = [line.strip() for line in f if line.strip()]
-        if len(names) != num:
-            raise ValueError(f'--label-map {label_map!r} has {len(names)} '
-                             f'names for {num} classes.')
-        return names
-    meta = (checkpoint_meta or {}).get('dataset_meta') or {}
-    for names in (meta.get('classes'), model.cfg.get('label_names')):
-        if names and len(names) == num:
-            return [str(n) for n in names]
-    return None
-
-
 def visualise(model, video, out_dir, pipeline='test', view=0, fps=4.0,
               scale=None, alpha=0.5, names=None, per_frame=True):
     """Compute the maps of one view and write the PNG, mp4 and npz files;
@@ -152,7 +134,7 @@ def main(argv=None) -> int:
         print(f'error: no video file {args.video!r}', file=sys.stderr)
         return 2
     from mmengine.runner.checkpoint import _load_checkpoint
-    from vivit_mm.deploy.loading import load_recognizer
+    from vivit_mm.deploy.loading import class_names, load_recognizer
     from vivit_mm.models.backbones.base import BaseViViT
     try:
         model = load_recognizer(args.config, args.checkpoint,
@@ -167,7 +149,7 @@ def main(argv=None) -> int:
         return 2
     meta = _load_checkpoint(args.checkpoint, map_location='cpu').get('meta')
     try:
-        names = class_names(model, meta, args.label_map)
+        names = class_names(model, args.label_map, meta)
         maps, scores, paths = visualise(
             model, args.video, args.out_dir, args.pipeline, args.view,
             args.fps, args.scale, args.alpha, names, not args.per_clip)
@@ -176,7 +158,7 @@ def main(argv=None) -> int:
         return 2
     top = scores.topk(min(3, scores.numel()))
     print('top classes: ' + ', '.join(
-        f'{names[i] if names else i} ({p:.3f})'
+        f'{names[i]} ({p:.3f})'
         for p, i in zip(top.values.tolist(), top.indices.tolist())))
     for name, how in maps.method.items():
         print(f'{name}: {how}')

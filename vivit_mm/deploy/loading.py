@@ -3,7 +3,7 @@ describes a ViViT recognizer and that the checkpoint fits it (names and
 shapes), so that a mismatch fails with a clear message instead of
 mmengine's non-strict load leaving random weights in place."""
 import os
-from typing import Optional
+from typing import List, Optional
 
 from mmengine.config import Config
 
@@ -88,5 +88,35 @@ def load_recognizer(config: str, checkpoint: str,
                            device=device)
 
 
+def read_label_map(path: str,
+                   num_classes: Optional[int] = None) -> List[str]:
+    """Class names, one per line (MMAction2's label map format); with
+    ``num_classes``, a ``ValueError`` unless there are that many."""
+    with open(os.path.expanduser(path), encoding='utf-8') as f:
+        names = [line.strip() for line in f if line.strip()]
+    if num_classes is not None and len(names) != num_classes:
+        raise ValueError(f'--label-map {path!r} has {len(names)} class names '
+                         f'but the model predicts {num_classes} classes.')
+    return names
+
+
+def class_names(model, label_map: Optional[str] = None,
+                meta: Optional[dict] = None) -> List[str]:
+    """The class names of a recognizer (``init_recognizer``'s, with
+    ``cfg``): ``label_map``'s, else the checkpoint's
+    (``meta['dataset_meta']['classes']``) or the config's ``label_names``
+    when they fit the head, else the indices as strings."""
+    num_classes = model.cfg.model.cls_head.num_classes
+    if label_map:
+        return read_label_map(label_map, num_classes)
+    dataset_meta = (meta or {}).get('dataset_meta') or {}
+    for names in (dataset_meta.get('classes'),
+                  model.cfg.get('label_names')):
+        if names and len(names) == num_classes:
+            return [str(n) for n in names]
+    return [str(i) for i in range(num_classes)]
+
+
 __all__ = ['load_config', 'backbone_class', 'check_checkpoint',
-           'load_recognizer', 'WEIGHT_PREFIXES']
+           'load_recognizer', 'read_label_map', 'class_names',
+           'WEIGHT_PREFIXES']
