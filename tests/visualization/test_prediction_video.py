@@ -7,18 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.datasets.conftest import write_video
 from vivit_mm.visualization import prediction_video as pv
-
-
-def _write(path, width, height, frames, seed=0):
-    rng = np.random.default_rng(seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 8,
-                             (width, height))
-    for t in range(frames):
-        img = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
-        img[:, (3 * t) % width:(3 * t) % width + 4] = 255
-        writer.write(img)
-    writer.release()
 
 
 def test_out_format():
@@ -37,7 +27,7 @@ def test_open_video_names_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"Cannot read video '.*junk.mp4'"):
         pv.open_video(str(junk))
     good = tmp_path / 'good.mp4'
-    _write(good, 40, 56, 5)
+    write_video(good, 5, 40, 56)
     reader = pv.open_video(str(good))
     assert len(reader) == 5 and pv.video_fps(reader) == pytest.approx(8)
     frames = list(pv.iter_frames(reader, chunk=2))
@@ -47,7 +37,7 @@ def test_open_video_names_the_problem(tmp_path):
 @pytest.mark.parametrize('ext', ['.mp4', '.gif'])
 def test_prediction_video_keeps_frame_count_and_size(tmp_path, ext):
     src = tmp_path / 'in.mp4'
-    _write(src, 64, 48, 11)
+    write_video(src, 11, 64, 48)
     out = tmp_path / 'sub' / f'out{ext}'
     seen = []
 
