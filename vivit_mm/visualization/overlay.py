@@ -92,7 +92,8 @@ def write_mp4(path: str, clips: Sequence[np.ndarray], fps: float) -> None:
     import cv2
     if osp.splitext(path)[1].lower() != '.mp4':
         raise ValueError(f'{path!r}: the video is written as .mp4.')
-    sep = np.full((*clips[0].shape[:3], 3), 255, np.uint8)[:, :, :2]
+    T, H = clips[0].shape[:2]
+    sep = np.full((T, H, 2, 3), 255, np.uint8)  # a 2 px white gap
     parts = [x for c in clips for x in (c, sep)][:-1]
     frames = np.concatenate(parts, axis=2)
     # Even sizes: what MPEG-4 encoders and most players expect.
