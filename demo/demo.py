@@ -185,6 +185,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     from mmaction.apis import init_recognizer
     from mmengine.config import Config
     from mmengine.runner import load_checkpoint
+    from vivit_mm.models.utils.load_checks import (CheckpointMisfitError,
+                                                   configure_load_checks)
 
     from vivit_mm.deploy.loading import class_names
 
@@ -206,7 +208,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     device = args.device or ('cuda:0' if torch.cuda.is_available()
                              else 'cpu')
     model = init_recognizer(cfg, None, device='cpu')
-    checkpoint = load_checkpoint(model, args.checkpoint, map_location='cpu')
+    configure_load_checks(model, source=f'Checkpoint {args.checkpoint!r}')
+    try:
+        checkpoint = load_checkpoint(model, args.checkpoint,
+                                     map_location='cpu')
+    except CheckpointMisfitError as e:
+        raise SystemExit(f'error: {e}') from None
     model.to(device)
     names = class_names(model, args.label_map, checkpoint.get('meta'))
     out = dict(video=args.video, num_frames=len(reader), fps=fps,

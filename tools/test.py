@@ -29,6 +29,8 @@ from vivit_cli.dist import LAUNCHERS  # noqa: E402
 
 # Hooks that initialise a model for training; a test loads a checkpoint.
 TRAIN_ONLY_HOOKS = ('ViViTInitHook', )
+# Names the checkpoint file when the model refuses it (it does not fit).
+LOAD_CHECK_HOOK = 'LoadCheckHook'
 # --show/--show-dir draw through vivit_mm's hook, which takes the arguments
 # of MMAction2's VisualizationHook and replaces it (see its docstring).
 VISUALIZATION_HOOK = 'VideoVisualizationHook'
@@ -114,6 +116,9 @@ def merge_args(cfg, args):
         h for h in cfg.get('custom_hooks', None) or []
         if h.get('type') not in TRAIN_ONLY_HOOKS
     ]
+    from vivit_cli.run_config import hook_types
+    if LOAD_CHECK_HOOK not in hook_types(cfg):  # names the file in refusals
+        cfg.custom_hooks.append(dict(type=LOAD_CHECK_HOOK))
     cfg.load_from = args.checkpoint
     cfg.resume = False
     return cfg
@@ -148,7 +153,11 @@ def main(argv=None):
         options = dict(options) if isinstance(options, dict) else {}
         compile_backbone(runner.model, options)
         runner.logger.info(f'Backbone compiled: torch.compile({options})')
-    metrics = runner.test()
+    from vivit_mm.models.utils.load_checks import CheckpointMisfitError
+    try:
+        metrics = runner.test()
+    except CheckpointMisfitError as e:
+        raise SystemExit(f'error: {e}') from None
     if get_rank() == 0:
         out = osp.join(cfg.work_dir, 'test_metrics.json')
         with open(out, 'w') as f:

@@ -217,7 +217,11 @@ def main(argv=None):
     threads = setup_threads(cfg)
     runner = Runner.from_cfg(cfg)
     runner.logger.info(threads.describe())
-    runner.train()
+    from vivit_mm.models.utils.load_checks import CheckpointMisfitError
+    try:
+        runner.train()
+    except CheckpointMisfitError as e:  # load_from/resume does not fit
+        raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

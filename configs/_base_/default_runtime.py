@@ -10,6 +10,10 @@
 #                   the dataset bases set)
 #   nonfinite_loss: a NaN/inf loss stops the run before the update
 #                   (action='skip' drops the update instead)
+#   load_check:     a checkpoint that does not fit the model is refused, the
+#                   file named (training: a head of another class count
+#                   starts anew; allow_backbone_misfit=True lets a
+#                   backbone take a checkpoint that only partly fits)
 #   visualization:  off; tools/test.py --show-dir switches it on
 #                   (VideoVisualizationHook: MMAction2 1.1's VisualizationHook
 #                   cannot draw the [views, C, T, H, W] inputs of NCTHW)
@@ -31,6 +35,7 @@ default_hooks = dict(
     weights_only=dict(type='WeightsOnlyCheckpointHook'),
     exact_resume=dict(type='ExactResumeHook'),
     nonfinite_loss=dict(type='NonFiniteLossHook', action='stop'),
+    load_check=dict(type='LoadCheckHook'),
     visualization=dict(type='VideoVisualizationHook', enable=False))
 
 env_cfg = dict(

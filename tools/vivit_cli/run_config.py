@@ -10,7 +10,8 @@ from typing import List, Optional
 from mmengine.config import Config, ConfigDict
 
 #: Hooks every training run gets unless its config has them.
-DEFAULT_HOOKS = ('WeightsOnlyCheckpointHook', 'NonFiniteLossHook')
+DEFAULT_HOOKS = ('WeightsOnlyCheckpointHook', 'NonFiniteLossHook',
+                 'LoadCheckHook')
 
 
 def _hooks(cfg: Config) -> List[dict]:
@@ -61,8 +62,8 @@ def apply_reliability_defaults(cfg: Config,
 
     * ``default_hooks.checkpoint`` of type ``CheckpointHook`` becomes
       ``AtomicCheckpointHook`` (same arguments).
-    * ``WeightsOnlyCheckpointHook`` and ``NonFiniteLossHook`` are added
-      unless configured; ``nonfinite_loss`` (``'stop'``/``'skip'``) sets
+    * ``WeightsOnlyCheckpointHook``, ``NonFiniteLossHook`` and
+      ``LoadCheckHook`` are added unless configured; ``nonfinite_loss`` (``'stop'``/``'skip'``) sets
       the latter's action, overriding the config.
     * ``exact_resume``: ``ExactResumeHook`` is added unless configured, a
       ``DefaultSampler`` becomes a ``ResumableSampler`` and the training

@@ -16,6 +16,7 @@ import torch
 from mmengine.config import Config
 
 from ..models.backbones.base import BaseViViT
+from ..models.utils.load_checks import likely_causes
 from ..utils import checks
 from ..utils.build import parameter_shapes
 
@@ -207,9 +208,11 @@ def check_against_config(state_dict: Mapping[str, torch.Tensor],
         parts.append(f'{k}: weights {list(got[k])} vs config '
                      f'{list(expected[k])}')
     kind = model_cfg.get('backbone', {}).get('type', model_cfg.get('type'))
+    causes = likely_causes(expected, got)
     raise ValueError(
         f'Config/weights mismatch: {source} do not fit the model that the '
-        f'config describes ({kind}): ' + '; '.join(parts))
+        f'config describes ({kind}): ' + '; '.join(parts)
+        + f'. Likely cause: {"; ".join(causes)}.')
 
 
 def write_recognizer(state_dict: Mapping[str, torch.Tensor],

@@ -4,8 +4,8 @@ reliability hooks and ``VideoVisualizationHook`` for ``--show-dir``),
 ``DeviceAwareDDP`` (distributed runs without CUDA) and the ``atomic_local``
 file backend."""
 from . import file_backends  # noqa: F401  (registers 'atomic_local')
-from .hooks import (AtomicCheckpointHook, ExactResumeHook, NonFiniteLossHook,
-                    PlainParamGroupsHook, SkippedVideosHook,
+from .hooks import (AtomicCheckpointHook, ExactResumeHook, LoadCheckHook,
+                    NonFiniteLossHook, PlainParamGroupsHook, SkippedVideosHook,
                     VideoVisualizationHook, ViViTInitHook,
                     WeightsOnlyCheckpointHook)
 from .model_wrappers import DeviceAwareDDP
@@ -14,4 +14,4 @@ from .optim_wrapper import BF16OptimWrapper
 __all__ = ['ViViTInitHook', 'AtomicCheckpointHook', 'ExactResumeHook',
            'NonFiniteLossHook', 'SkippedVideosHook', 'PlainParamGroupsHook',
            'WeightsOnlyCheckpointHook', 'VideoVisualizationHook',
-           'BF16OptimWrapper', 'DeviceAwareDDP']
+           'LoadCheckHook', 'BF16OptimWrapper', 'DeviceAwareDDP']

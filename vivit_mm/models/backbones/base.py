@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ...utils import checks
 from ..utils.embed import TubeletEmbedding, UniformFrameEmbedding
+from ..utils.load_checks import register_fit_check
 from ..utils.pos_embed import (infer_token_grid, resize_pos_embed_3d,
                                split_extra_tokens)
 from ..utils.transformer import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG,
@@ -185,6 +186,7 @@ class BaseViViT(BaseModule):
         # its position tables resized when it is loaded (load_from,
         # load_checkpoint, load_state_dict), as mmpretrain's ViT does.
         self._register_load_state_dict_pre_hook(self._resize_pos_embeds)
+        register_fit_check(self, 'backbone')  # then refuse what misfits
 
     # ------------------------------------------------------------ building
     def _check_sizes(self, img_size, num_frames, patch_size, tubelet_size,

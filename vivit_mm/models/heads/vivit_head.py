@@ -6,6 +6,8 @@ from mmaction.registry import MODELS
 from mmengine.model.weight_init import trunc_normal_
 from torch import nn
 
+from ..utils.load_checks import register_fit_check
+
 
 @MODELS.register_module()
 class ViViTHead(BaseHead):
@@ -57,6 +59,7 @@ class ViViTHead(BaseHead):
         self.dropout: Optional[nn.Module] = (nn.Dropout(dropout_ratio)
                                              if dropout_ratio > 0 else None)
         self.fc_cls = nn.Linear(in_channels, num_classes)
+        register_fit_check(self, 'head')  # a misfit is refused unless training
 
     def init_weights(self) -> None:
         """Truncated-normal weight (std ``init_std``) and zero bias, or all
@@ -66,6 +69,7 @@ class ViViTHead(BaseHead):
         else:
             nn.init.zeros_(self.fc_cls.weight)
         nn.init.zeros_(self.fc_cls.bias)
+        self._is_init = True  # training: load_from may bring other classes
 
     def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         """``[B, D]`` pooled features -> ``[B, num_classes]`` scores (float32
