@@ -201,12 +201,8 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f'error: {e}') from None
     if args.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise SystemExit('--tensorboard needs the tensorboard package: '
-                             'pip install tensorboard (or the tensorboard '
-                             'extra of vivit_mm).') from None
+        from vivit_mm.utils.optional import require_or_exit
+        require_or_exit('tensorboard', purpose='--tensorboard')
 
     from mmengine.runner import Runner
 

@@ -153,6 +153,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional['Report']:
         rss_child.run(argv[1])
         return None
     settings = parse_settings(argv)
+    from vivit_mm.utils.optional import require_or_exit
+    if not settings.no_compare:  # HuggingFace's VivitModel is compared
+        require_or_exit('transformers', purpose='benchmark.py (without '
+                        '--no-compare)')
     from vivit_mm.benchmark.runner import run
     return run(settings, 'python tools/analysis_tools/benchmark.py '
                + ' '.join(argv))

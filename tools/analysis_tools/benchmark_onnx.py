@@ -114,12 +114,14 @@ def bench(config, args, folder):
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
+    from vivit_mm.utils.optional import MissingDependency, require
     try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        print("error: onnxruntime is not installed: pip install -e "
-              "'.[deploy]'", file=sys.stderr)
+        require('onnx', 'onnxruntime', 'onnxscript',
+                purpose='benchmark_onnx.py')
+    except MissingDependency as e:
+        print(f'error: {e}', file=sys.stderr)
         return 2
+    import onnxruntime
     from vivit_mm.benchmark.measure import load_average
     if args.threads:
         torch.set_num_threads(args.threads)

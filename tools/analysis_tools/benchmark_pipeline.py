@@ -157,6 +157,11 @@ def paper_models(rep, args, s, pl, Config):
 
 def main(argv=None):
     args = parse_args(argv)
+    from vivit_mm.utils.optional import require_or_exit
+    # PyAV: generating videos, describing them, the pyav-index decoder
+    # (--decoders reports unavailable decoders itself).
+    require_or_exit('av', purpose='benchmark_pipeline.py (video '
+                    + ('description' if args.videos else 'generation') + ')')
     import cv2
     import torch
     from mmengine.config import Config

@@ -43,6 +43,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from vivit_mm.utils.optional import require_or_exit
+    if any(os.path.isfile(os.path.join(args.src, f)) for f in
+           ('model.safetensors', 'model.safetensors.index.json')):
+        require_or_exit('safetensors', purpose='hf_to_vivit.py (reading '
+                        'model.safetensors)')
     from vivit_mm.convert import convert_hf_model_dir
     try:
         cfg = convert_hf_model_dir(args.src, args.out, args.out_config,

@@ -61,6 +61,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from vivit_mm.utils.optional import require_or_exit
+    if not args.src.endswith('.npz'):  # flax msgpack checkpoints
+        require_or_exit('msgpack', purpose='scenic_to_vivit.py (flax '
+                        'msgpack checkpoints)')
     from vivit_mm.convert import convert_scenic_checkpoint
     try:
         names = read_label_map(args.label_map) if args.label_map else None

@@ -29,6 +29,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from vivit_mm.utils.optional import require_or_exit
+    require_or_exit('safetensors', purpose='vivit_to_hf.py (writes '
+                    'model.safetensors)')
     from vivit_mm.convert import export_hf_model_dir
     try:
         cfg = export_hf_model_dir(args.checkpoint, args.config, args.out_dir,

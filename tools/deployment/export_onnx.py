@@ -63,6 +63,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from vivit_mm.utils.optional import MissingDependency, require
+    try:  # before any work
+        require('onnx', 'onnxruntime', 'onnxscript', purpose='export_onnx.py')
+    except MissingDependency as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     from vivit_mm.deploy.loading import load_recognizer
     from vivit_mm.deploy.onnx import check_onnx, export_onnx
     try:

@@ -46,16 +46,13 @@ from mmaction.registry import TRANSFORMS
 from mmcv.transforms import BaseTransform
 
 from ..utils import checks
+from ..utils.optional import require
 
 
 def _import_av():
-    try:
-        import av
-    except ImportError as e:
-        raise ImportError(
-            'PyAVIndexInit/PyAVIndexDecode need PyAV: pip install av '
-            '(or pip install "vivit_mm[pyav]"); its wheels bundle FFmpeg, '
-            'no system FFmpeg is needed.') from e
+    require('av', purpose='PyAVIndexInit/PyAVIndexDecode (its wheels '
+            'bundle FFmpeg)')
+    import av
     return av
 
 
@@ -238,12 +235,8 @@ class PyAVIndexDecode(BaseTransform):
 
 
 def _torchcodec_decoder():
-    try:
-        from torchcodec.decoders import VideoDecoder
-    except ImportError as e:
-        raise ImportError('TorchCodecInit needs torchcodec: pip install '
-                          'torchcodec (and FFmpeg 4-8 shared libraries, e.g. '
-                          'apt-get install ffmpeg).') from e
+    require('torchcodec', purpose='TorchCodecInit')
+    from torchcodec.decoders import VideoDecoder
     return VideoDecoder
 
 
