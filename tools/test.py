@@ -130,11 +130,10 @@ def main(argv=None):
     prepare_openmp()  # before torch loads
     from mmengine.config import Config
     cfg = merge_args(Config.fromfile(args.config), args)
-    from vivit_cli.preflight import check_checkpoint_file, check_data
-    try:  # before anything is built or dumped
-        check_checkpoint_file('CHECKPOINT', args.checkpoint)
-        check_data(cfg, 'test')
-    except (FileNotFoundError, ValueError) as e:
+    from vivit_cli.preflight import check_all
+    try:  # before anything is built or dumped; every problem at once
+        check_all(cfg, 'test', checkpoint=args.checkpoint)
+    except (FileNotFoundError, ValueError, ImportError) as e:
         raise SystemExit(f'error: {e}') from None
 
     from mmengine.dist import get_rank

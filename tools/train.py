@@ -194,11 +194,10 @@ def main(argv=None):
     prepare_openmp()  # before torch loads
     from mmengine.config import Config
     cfg = merge_args(Config.fromfile(args.config), args)
-    from vivit_cli.preflight import check_checkpoints, check_data
-    try:  # before anything is built or dumped
-        check_data(cfg, 'train')
-        check_checkpoints(cfg)
-    except (FileNotFoundError, ValueError) as e:
+    from vivit_cli.preflight import check_all
+    try:  # before anything is built or dumped; every problem at once
+        check_all(cfg, 'train')
+    except (FileNotFoundError, ValueError, ImportError) as e:
         raise SystemExit(f'error: {e}') from None
     if args.tensorboard:
         from vivit_mm.utils.optional import require_or_exit

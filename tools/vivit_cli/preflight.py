@@ -9,13 +9,16 @@ names the option, instead of after the model and data are built.
   work directory (a file truncated by a kill is passed over).
 * :func:`check_data`: the annotation files and video folders the run reads
   exist, and the list files have MMAction2's layout.
+* :func:`check_all`: all of them, and the optional packages the config's
+  transforms and visualiser need, every problem reported at once, each
+  with its fix (:func:`raise_problems`).
 """
 import glob
 import logging
 import os
 import os.path as osp
 import zipfile
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -112,7 +115,19 @@ def check_checkpoint_file(option: str, path: Any, why: str = '') -> None:
 
 def check_checkpoints(cfg: Config) -> None:
     """Fail now, before the Runner builds anything, if a checkpoint the
-    config needs is missing or incomplete.
+    config needs is missing or incomplete (every such problem at once, see
+    :func:`checkpoint_problems`).
+
+    Raises:
+        FileNotFoundError: A referenced checkpoint does not exist.
+        ValueError: It exists but is empty or truncated.
+    """
+    raise_problems(checkpoint_problems(cfg))
+
+
+def checkpoint_problems(cfg: Config) -> List[Exception]:
+    """What is wrong with the checkpoints the config needs, as exceptions
+    (not raised).
 
     Checked: every ``init_cfg=dict(type='Pretrained', checkpoint=...)`` in
     the model (the Runner initialises the model before it loads), then
@@ -120,29 +135,100 @@ def check_checkpoints(cfg: Config) -> None:
     weights will be restored (no ``load_from``, nothing to resume), the
     ``checkpoint`` of a ``ViViTInitHook``. URLs and other remote paths are
     not checked here.
-
-    Raises:
-        FileNotFoundError: A referenced checkpoint does not exist.
-        ValueError: It exists but is empty or truncated.
     """
+    problems: List[Exception] = []
+
+    def check(*args):
+        try:
+            check_checkpoint_file(*args)
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(e)
+
     for path, node in _walk(cfg.get('model', {}), 'model'):
         # The Runner initialises the model before load_from/resume.
         if node.get('type') == 'Pretrained' and 'checkpoint' in node:
-            check_checkpoint_file(f'{path}.checkpoint', node['checkpoint'])
+            check(f'{path}.checkpoint', node['checkpoint'])
     load_from = cfg.get('load_from', None)
     resume = bool(cfg.get('resume', False))
     if load_from is not None:
-        check_checkpoint_file(
-            'load_from', load_from,
-            ' (resume=True resumes from it)' if resume else '')
-        return  # restored weights win over ViViTInitHook
+        check('load_from', load_from,
+              ' (resume=True resumes from it)' if resume else '')
+        return problems  # restored weights win over ViViTInitHook
     if resume and find_resumable_checkpoint(cfg.work_dir):
-        return
+        return problems
     for i, hook in enumerate(cfg.get('custom_hooks', None) or []):
         if isinstance(hook, dict) and hook.get('type') == 'ViViTInitHook':
-            check_checkpoint_file(
-                f'custom_hooks[{i}].checkpoint', hook.get('checkpoint'),
-                _image_checkpoint_hint(cfg, hook))
+            check(f'custom_hooks[{i}].checkpoint', hook.get('checkpoint'),
+                  _image_checkpoint_hint(cfg, hook))
+    return problems
+
+
+def raise_problems(problems: List[Exception]) -> None:
+    """Raise nothing, the one problem, or all of them in one exception:
+    ``FileNotFoundError`` when every problem is a missing file, else
+    ``ValueError``. Each problem keeps its own message and fix; a fix
+    repeated word for word is written once."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise problems[0]
+    kind = FileNotFoundError if all(
+        isinstance(p, FileNotFoundError) for p in problems) else ValueError
+    lines, fixes = [], []
+    for i, p in enumerate(problems, 1):
+        text = str(p)
+        fix = getattr(p, 'fix', '')
+        if fix and fix in fixes:
+            text = text[:-len(fix)] + \
+                f' (fix: as for {fixes.index(fix) + 1}.)'
+        fixes.append(fix)
+        lines.append(f'{i}. {text}')
+    raise kind(f'{len(problems)} problems, found before anything was built '
+               'or run:\n' + '\n'.join(lines))
+
+
+def check_all(cfg: Config, tool: str, checkpoint: Optional[str] = None
+              ) -> None:
+    """Every pre-flight check of ``tool`` (``'train'``/``'test'``), all
+    problems reported at once (:func:`raise_problems`): the data
+    (:func:`data_problems`), the checkpoints (``checkpoint``: the test
+    tool's; training: :func:`checkpoint_problems`) and the optional packages the
+    config needs (:func:`package_problems`)."""
+    problems = data_problems(cfg, tool)
+    if checkpoint is not None:
+        try:
+            check_checkpoint_file('CHECKPOINT', checkpoint)
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(e)
+    elif tool == 'train':
+        problems += checkpoint_problems(cfg)
+    problems += package_problems(cfg)
+    raise_problems(problems)
+
+
+#: Config types -> the optional module they import.
+NEEDS = {'PyAVIndexInit': 'av', 'PyAVIndexDecode': 'av', 'PyAVInit': 'av',
+         'PyAVDecode': 'av', 'PyAVDecodeMotionVector': 'av',
+         'TorchCodecInit': 'torchcodec', 'TorchCodecDecode': 'torchcodec',
+         'TensorboardVisBackend': 'tensorboard'}
+
+
+def package_problems(cfg: Config) -> List[Exception]:
+    """The optional packages that the config's transforms and visualiser
+    backends need but that do not import (one ``ImportError`` each)."""
+    from vivit_mm.utils.optional import MissingDependency, missing, require
+    needed = {}
+    for path, node in _walk(cfg.to_dict(), ''):
+        module = NEEDS.get(str(node.get('type', '')).split('.')[-1])
+        if module and module not in needed:
+            needed[module] = f'{path} ({node["type"]})'
+    problems: List[Exception] = []
+    for module in missing(*needed):
+        try:
+            require(module, purpose=needed[module])
+        except MissingDependency as e:
+            problems.append(e)
+    return problems
 
 
 def _image_checkpoint_hint(cfg: Config, hook: dict) -> str:
@@ -203,15 +289,28 @@ def _list_problem(ann_file: str) -> Optional[str]:
 def check_data(cfg: Config, tool: str) -> None:
     """Fail now, before the Runner and its config dump, if a data set the
     ``tool`` (``'train'`` or ``'test'``) reads has no annotation file or
-    video folder, or a list file of the wrong layout.
-
-    Only ``VideoDataset``-like sets (``ann_file`` and ``data_prefix.video``)
-    are checked; the synthetic data set generates itself.
+    video folder, or a list file of the wrong layout (every such problem at
+    once, see :func:`data_problems`).
 
     Raises:
         FileNotFoundError: A list file or video folder does not exist.
         ValueError: A list file is empty or not ``path label`` lines.
     """
+    raise_problems(data_problems(cfg, tool))
+
+
+def _problem(kind, text: str, fix: str) -> Exception:
+    e = kind(text + fix)
+    e.fix = fix
+    return e
+
+
+def data_problems(cfg: Config, tool: str) -> List[Exception]:
+    """What is wrong with the data sets the ``tool`` reads, as exceptions
+    (not raised). Only ``VideoDataset``-like sets (``ann_file`` and
+    ``data_prefix.video``) are checked; the synthetic data set generates
+    itself."""
+    problems: List[Exception] = []
     for key in SPLITS[tool]:
         loader = cfg.get(key, None)
         if not isinstance(loader, dict):
@@ -232,20 +331,24 @@ def check_data(cfg: Config, tool: str) -> None:
                f'({DATA_TOOLS}/kinetics) and Something-Something v2 '
                f'({DATA_TOOLS}/sthv2): download the videos, then build the '
                'lists with tools/data/build_file_list.py. Or point the config '
-               f'at your data: --cfg-options {key}.dataset.ann_file=... ; '
-               'nothing has been built or run.')
+               'at your data: --cfg-options <loader>.dataset.ann_file=... '
+               '(<loader> as named above); nothing has been built or run.')
         if ann_file and _is_local(ann_file) and not osp.isfile(ann_file):
             missing = [f'the annotation file {ann_file!r}']
             if folder and _is_local(folder) and not osp.isdir(folder):
                 missing.append(f'the video folder {folder!r}')
-            raise FileNotFoundError(
-                f'{where}: {" and ".join(missing)} do'
-                f'{"es" if len(missing) == 1 else ""} not exist.{fix}')
+            problems.append(_problem(
+                FileNotFoundError, f'{where}: {" and ".join(missing)} do'
+                f'{"es" if len(missing) == 1 else ""} not exist.', fix))
+            continue
         if folder and _is_local(folder) and not osp.isdir(folder):
-            raise FileNotFoundError(
-                f'{where}: the video folder {folder!r} does not exist.{fix}')
+            problems.append(_problem(
+                FileNotFoundError,
+                f'{where}: the video folder {folder!r} does not exist.', fix))
         if ann_file and _is_local(ann_file):
             problem = _list_problem(ann_file)
             if problem:
-                raise ValueError(f'{where}: the annotation file {problem}.'
-                                 f'{fix}')
+                problems.append(_problem(
+                    ValueError, f'{where}: the annotation file {problem}.',
+                    fix))
+    return problems
