@@ -138,20 +138,30 @@ def read_video_list(list_file: str,
     return videos
 
 
+def video_feature(model: nn.Module, path: str, pipeline=None,
+                  tokens: bool = False) -> np.ndarray:
+    """One video's features, float32: ``[D]`` (:func:`clip_feature`) or
+    ``[n_t, n_h, n_w, D]`` with ``tokens=True`` (:func:`token_feature`)."""
+    feature = token_feature if tokens else clip_feature
+    views = load_views(model, path, pipeline)
+    return feature(model, views).cpu().numpy().astype(np.float32)
+
+
 def extract_features(model: nn.Module,
                      videos: Sequence[Tuple[str, str]],
                      tokens: bool = False) -> np.ndarray:
-    """Features of each ``(path, name)`` video: ``[num_videos, D]``
-    (:func:`clip_feature`) or ``[num_videos, n_t, n_h, n_w, D]`` with
-    ``tokens=True`` (:func:`token_feature`), float32."""
+    """Features of each ``(path, name)`` video, in memory: ``[num_videos,
+    D]`` or ``[num_videos, n_t, n_h, n_w, D]`` with ``tokens=True``
+    (:func:`video_feature`), float32. For long lists,
+    ``tools/misc/extract_features.py`` writes them as they come
+    (:mod:`vivit_mm.deploy.bulk`)."""
     pipeline = compose_test_pipeline(model.cfg)
-    feature = token_feature if tokens else clip_feature
     out = []
     for path, _ in videos:
         if not os.path.isfile(path):
             raise FileNotFoundError(f'Video {path!r} does not exist.')
-        out.append(feature(model, load_views(model, path, pipeline)))
-    return torch.stack(out).cpu().numpy().astype(np.float32)
+        out.append(video_feature(model, path, pipeline, tokens))
+    return np.stack(out)
 
 
 def save_features(path: str, features: np.ndarray,
@@ -172,5 +182,5 @@ def save_features(path: str, features: np.ndarray,
 
 
 __all__ = ['token_features', 'load_views', 'compose_test_pipeline',
-           'clip_feature', 'token_feature', 'read_video_list', 'extract_features',
-           'save_features']
+           'clip_feature', 'token_feature', 'read_video_list', 'video_feature',
+           'extract_features', 'save_features']
