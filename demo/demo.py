@@ -72,7 +72,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--out-json', default=None,
         help='write the class probabilities (per window with '
-        '--sliding-window) as JSON')
+        '--sliding-window) as JSON; with --sliding-window each window is '
+        'also appended to OUT.windows.jsonl as it is classified')
+    parser.add_argument(
+        '--resume', action='store_true',
+        help='--sliding-window --out-json: continue from the windows of '
+        'OUT.windows.jsonl (a stopped or killed run)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -88,6 +93,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f'--stride must be >= 1, got {args.stride}')
     if not args.sliding_window and (args.stride or args.timeline):
         parser.error('--stride and --timeline need --sliding-window')
+    if args.resume and not (args.sliding_window and args.out_json):
+        parser.error('--resume needs --sliding-window and --out-json (the '
+                     'windows are kept in OUT.windows.jsonl)')
     if args.sliding_window and args.timeline is None:
         base = args.out_filename or args.out_json
         if base is None:
@@ -127,23 +135,45 @@ def sliding_windows(model, args, names: List[str], num_frames: int,
     import torch
 
     from vivit_mm.deploy import prediction
+    from vivit_mm.deploy.bulk import Progress
     from vivit_mm.visualization.prediction_video import timeline_series
-    windows = prediction.classify_windows(model, args.video, num_frames,
-                                          args.stride)
     clip_len, interval = prediction.clip_sampling(model.cfg.test_pipeline)
     length = clip_len * interval
-    print(f'{len(windows)} windows of {length} frames (stride '
+    total = len(prediction.window_starts(num_frames, length,
+                                         args.stride or length))
+    print(f'{total} windows of {length} frames (stride '
           f'{args.stride or length}) over {num_frames} frames of '
           f'{args.video}:')
-    lines = []
-    for w in windows:
+    log = WindowLog(args.out_json + '.windows.jsonl', args.resume) \
+        if args.out_json else None
+    done = log.windows if log else {}
+    progress = Progress(total, len(done), what='windows')
+
+    def best(w):
         probs = torch.from_numpy(w.probs)
         p, idx = probs.topk(min(args.topk, probs.numel()))
-        best = ', '.join(f'{names[i]} ({q:.4f})'
+        return ', '.join(f'{names[i]} ({q:.4f})'
                          for q, i in zip(p.tolist(), idx.tolist()))
-        print(f'window {w.index}: frames {w.start}-{w.stop - 1}: {best}')
-        lines.append([f'Window {w.index}: frames {w.start}-{w.stop - 1}'] +
-                     top_lines(probs, names, args.topk))
+
+    def on_window(w):  # printed and kept as it comes
+        if log is not None:
+            log.add(w)
+        print(f'window {w.index}: frames {w.start}-{w.stop - 1}: {best(w)}',
+              flush=True)
+        progress.update()
+
+    for w in sorted(done.values(), key=lambda w: w.index):
+        print(f'window {w.index}: frames {w.start}-{w.stop - 1}: {best(w)} '
+              '(earlier run)')
+    try:
+        windows = prediction.classify_windows(
+            model, args.video, num_frames, args.stride, done=done,
+            on_window=on_window)
+    finally:
+        progress.close()
+    lines = [[f'Window {w.index}: frames {w.start}-{w.stop - 1}'] +
+             top_lines(torch.from_numpy(w.probs), names, args.topk)
+             for w in windows]
     owner = prediction.frame_windows(num_frames, [w.start for w in windows],
                                      length)
     centres = [(w.start + w.stop) / 2 for w in windows]
@@ -156,6 +186,38 @@ def sliding_windows(model, args, names: List[str], num_frames: int,
                       xlabel='time (s)' if fps else 'frame',
                       classes=classes, probs=series.tolist()),
         lines_of_frame=lambda i: lines[owner[i]])
+
+
+class WindowLog:
+    """Classified windows appended (and flushed to disk) to ``path`` as
+    they come; ``resume`` reads the windows of an earlier run, else an
+    existing log is an error (its work is never overwritten)."""
+
+    def __init__(self, path: str, resume: bool) -> None:
+        import numpy as np
+
+        from vivit_mm.deploy.prediction import Window
+        self.path, self.windows = path, {}
+        if os.path.exists(path) and not resume:
+            raise ValueError(f'{path} holds the windows of an earlier run: '
+                             'add --resume to continue it, or delete it.')
+        if resume and os.path.exists(path):
+            with open(path, encoding='utf-8') as f:
+                for line in f:
+                    try:
+                        r = json.loads(line)
+                    except json.JSONDecodeError:  # cut by a kill
+                        break
+                    self.windows[r['index']] = Window(
+                        r['index'], r['start'], r['stop'], r['frame_inds'],
+                        np.asarray(r['probs'], dtype=np.float32))
+            print(f'--resume: {len(self.windows)} windows already done.')
+
+    def add(self, w) -> None:
+        with open(self.path, 'a', encoding='utf-8') as f:
+            f.write(json.dumps(w.as_dict()) + '\n')
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def plot(timeline: dict, names: List[str]) -> None:
@@ -236,6 +298,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         with open(args.out_json, 'w') as f:
             json.dump(out, f, indent=1)
         print(f'Probabilities written to {args.out_json}')
+        if args.sliding_window:  # the final JSON holds every window
+            os.remove(args.out_json + '.windows.jsonl')
     return out
 
 

@@ -14,7 +14,7 @@ in it), with the config's spatial views of it (e.g. ``ThreeCrop``: 3 views,
 averaged as the head says).
 """
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -134,10 +134,18 @@ class Window:
 
 
 def classify_windows(model, video: str, num_frames: int,
-                     stride: Optional[int] = None) -> List[Window]:
+                     stride: Optional[int] = None,
+                     done: Optional[Dict[int, Window]] = None,
+                     on_window: Optional[Callable[[Window], None]] = None
+                     ) -> List[Window]:
     """Class probabilities of the successive windows of ``video``
     (``num_frames`` frames long); ``stride`` defaults to the window length
-    (windows side by side)."""
+    (windows side by side).
+
+    ``done`` maps window indices to windows classified before (a resumed
+    job): they are taken as they are. ``on_window`` is called with each
+    newly classified window as soon as it is classified (to print or save
+    it as it comes)."""
     from mmaction.apis import inference_recognizer
     from mmengine.registry import init_default_scope
     cfg = model.cfg
@@ -148,6 +156,9 @@ def classify_windows(model, video: str, num_frames: int,
     windows = []
     for w, start in enumerate(window_starts(num_frames, length,
                                             stride or length)):
+        if done and w in done:
+            windows.append(done[w])
+            continue
         inds = clip_frame_inds(start, clip_len, interval, num_frames)
         data = dict(filename=str(video), label=-1, start_index=0,
                     modality='RGB', frame_inds=inds, clip_len=clip_len,
@@ -156,4 +167,6 @@ def classify_windows(model, video: str, num_frames: int,
         windows.append(Window(w, start, min(start + length, num_frames),
                               inds.tolist(),
                               class_probabilities(model, result).numpy()))
+        if on_window is not None:
+            on_window(windows[-1])
     return windows
