@@ -48,7 +48,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--dump',
         type=str,
-        help='dump the predictions to a pickle file for offline evaluation')
+        help='dump the predictions to a pickle file for offline evaluation '
+        '(each batch is also appended to FILE.parts as it is done, so a '
+        'stopped run keeps its predictions)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -97,7 +99,9 @@ def merge_args(cfg, args):
         if not args.dump.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--dump must name a .pkl file, got '
                              f'{args.dump!r}.')
-        dump_metric = dict(type='DumpResults', out_file_path=args.dump)
+        # DumpResults that also appends each batch to FILE.pkl.parts
+        dump_metric = dict(type='StreamingDumpResults',
+                           out_file_path=args.dump)
         if isinstance(cfg.test_evaluator, (list, tuple)):
             cfg.test_evaluator = list(cfg.test_evaluator) + [dump_metric]
         else:

@@ -10,8 +10,10 @@ from .hooks import (AtomicCheckpointHook, ExactResumeHook, LoadCheckHook,
                     WeightsOnlyCheckpointHook)
 from .model_wrappers import DeviceAwareDDP
 from .optim_wrapper import BF16OptimWrapper
+from .streaming_dump import StreamingDumpResults, read_parts
 
 __all__ = ['ViViTInitHook', 'AtomicCheckpointHook', 'ExactResumeHook',
            'NonFiniteLossHook', 'SkippedVideosHook', 'PlainParamGroupsHook',
            'WeightsOnlyCheckpointHook', 'VideoVisualizationHook',
-           'LoadCheckHook', 'BF16OptimWrapper', 'DeviceAwareDDP']
+           'LoadCheckHook', 'BF16OptimWrapper', 'DeviceAwareDDP',
+           'StreamingDumpResults', 'read_parts']
