@@ -37,8 +37,9 @@ def test_mmaction_test_tool_refuses_another_model(trained, tmp_path):
                 '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
                 'model.backbone.num_temporal_layers=2'])
     assert proc.returncode != 0
-    assert f"load_checks.CheckpointMisfitError: Checkpoint '{ckpt}' does not fit the " \
-        'ViViTM2 backbone (backbone): 12 missing keys ' \
+    assert 'load_checks.CheckpointMisfitError: ' \
+        f"Checkpoint '{ckpt}' does not fit the ViViTM2 backbone " \
+        '(backbone): 12 missing keys ' \
         '(backbone.temporal_layers.1.attn.proj.bias' in proc.stderr
     assert 'another depth: 1 blocks in temporal_layers of the checkpoint, ' \
         '2 here' in proc.stderr

@@ -192,8 +192,8 @@ def check_all(cfg: Config, tool: str, checkpoint: Optional[str] = None
     """Every pre-flight check of ``tool`` (``'train'``/``'test'``), all
     problems reported at once (:func:`raise_problems`): the data
     (:func:`data_problems`), the checkpoints (``checkpoint``: the test
-    tool's; training: :func:`checkpoint_problems`) and the optional packages the
-    config needs (:func:`package_problems`)."""
+    tool's; training: :func:`checkpoint_problems`) and the optional
+    packages the config needs (:func:`package_problems`)."""
     problems = data_problems(cfg, tool)
     if checkpoint is not None:
         try:

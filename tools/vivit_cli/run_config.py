@@ -63,8 +63,9 @@ def apply_reliability_defaults(cfg: Config,
     * ``default_hooks.checkpoint`` of type ``CheckpointHook`` becomes
       ``AtomicCheckpointHook`` (same arguments).
     * ``WeightsOnlyCheckpointHook``, ``NonFiniteLossHook`` and
-      ``LoadCheckHook`` are added unless configured; ``nonfinite_loss`` (``'stop'``/``'skip'``) sets
-      the latter's action, overriding the config.
+      ``LoadCheckHook`` are added unless configured; ``nonfinite_loss``
+      (``'stop'``/``'skip'``) sets ``NonFiniteLossHook``'s action,
+      overriding the config.
     * ``exact_resume``: ``ExactResumeHook`` is added unless configured, a
       ``DefaultSampler`` becomes a ``ResumableSampler`` and the training
       data set is wrapped in ``ReproducibleDataset``; ``exact_resume=False``

@@ -109,7 +109,8 @@ def _depths(shapes: Shapes) -> Dict[str, int]:
 
 def _components(ours: Shapes, theirs: Shapes) -> List[str]:
     """The shortest names (layer indices as ``*``) that ``ours`` has and
-    ``theirs`` lacks, e.g. ``temporal_layers`` or ``layers.*.temporal_attn``."""
+    ``theirs`` lacks, e.g. ``temporal_layers`` or
+    ``layers.*.temporal_attn``."""
     def pattern(k):
         return re.sub(r'(?<=\.)\d+(?=\.)|^\d+(?=\.)', '*', k)
     their_prefixes = set()
