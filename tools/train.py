@@ -199,9 +199,6 @@ def main(argv=None):
         check_all(cfg, 'train')
     except (FileNotFoundError, ValueError, ImportError) as e:
         raise SystemExit(f'error: {e}') from None
-    if args.tensorboard:
-        from vivit_mm.utils.optional import require_or_exit
-        require_or_exit('tensorboard', purpose='--tensorboard')
 
     from mmengine.runner import Runner
 

@@ -86,11 +86,13 @@ def test_hf_to_vivit_needs_safetensors_only_for_safetensors(tmp_path):
 
 
 def test_train_tensorboard(trained, tmp_path):
+    """--tensorboard adds TensorboardVisBackend; pre-flight names it."""
     one_line_error(
         without(['tensorboard'], 'tools/train.py', trained / 'cfg.py',
                 '--tensorboard', '--work-dir', tmp_path / 'wd'),
-        "error: --tensorboard needs tensorboard: pip install -e "
-        "'.[tensorboard]' (or pip install tensorboard).")
+        'error: visualizer.vis_backends[1] (TensorboardVisBackend) needs '
+        "tensorboard: pip install -e '.[tensorboard]' (or pip install "
+        'tensorboard).')
     assert not (tmp_path / 'wd').exists()
 
 
