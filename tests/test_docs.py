@@ -50,3 +50,26 @@ def test_metafile_models_name_existing_configs():
         for model in models:
             assert (REPO / model['Config']).is_file(), model['Name']
             assert model['Results'][0]['Metrics']['Top 1 Accuracy'] > 0
+
+
+def test_readme_inference_snippet_runs(tmp_path):
+    """The README's inference snippet, as written, on the installed
+    MMAction2 (1.1 or 1.2): only the config, checkpoint and video names are
+    swapped for the demo config, its committed weights and a made video."""
+    from tests.datasets.conftest import write_video
+    block = [b for b in re.findall(r'```python\n(.*?)```', _text(
+        REPO / 'README.md'), re.S) if 'inference_recognizer(' in b]
+    assert len(block) == 1
+    video = tmp_path / 'clip.mp4'
+    write_video(video, 40, width=64, height=48)
+    code = (block[0]
+            .replace("'configs/vivit_m2_k400.py'",
+                     repr(str(REPO / 'configs' / 'vivit_m2_synthetic.py')))
+            .replace("'CKPT.pth'", repr(str(
+                REPO / 'tests' / 'assets' / 'vivit_m2_synthetic_demo.pth')))
+            .replace("'video.mp4'", repr(str(video))))
+    assert code.count(str(REPO)) == 2 and str(video) in code
+    namespace = {}
+    exec(compile(code, 'README.md', 'exec'), namespace)
+    scores = namespace['scores']
+    assert scores.shape == (4, ) and bool(scores.isfinite().all())
