@@ -16,7 +16,8 @@ Examples:
     # the numbers in docs/performance.md (about 20 minutes on 2 cores)
     python tools/analysis_tools/benchmark.py --frames 4 8 16 32 \\
         --img-size 160 --batch 2 --layers 4 --compare-frames 8 \\
-        --cp-frames 16 --cp-img-size 224 --out-dir work_dirs/benchmark
+        --cp-frames 16 --cp-img-size 224 --iters 7 --compile \\
+        --out-dir work_dirs/benchmark
     # one config's backbone at its own input shape
     python tools/analysis_tools/benchmark.py configs/vivit_m2_k400.py \\
         --layers 4 --no-compare --no-cp
