@@ -12,17 +12,6 @@ def _text(path):
     return path.read_text(encoding='utf-8')
 
 
-def test_with_cp_time_cost_is_stated_once():
-    """The step-time cost of activation checkpointing lives in
-    docs/performance.md only (it was given three different ways)."""
-    pattern = re.compile(r'(\d\.\d+)x as long|step time x(\d\.\d+)')
-    stated = {path.name: pattern.findall(_text(path)) for path in DOCS}
-    assert {name for name, found in stated.items() if found} == \
-        {'performance.md'}
-    assert {v for pair in stated['performance.md'] for v in pair if v} == \
-        {'1.25'}
-
-
 def test_no_doc_says_load_from_does_not_resize():
     """Backbones resize a checkpoint's position tables when it is loaded
     (tests/models/test_pos_embed.py)."""

@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vivit_cli.convert_args import (add_test_config_args,  # noqa: E402
-                                    read_label_map, test_config_kwargs)
+                                    test_config_kwargs)
 
 
 def parse_args(argv=None):
@@ -62,6 +62,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from vivit_mm.convert import convert_scenic_checkpoint
+    from vivit_mm.deploy.loading import read_label_map
     try:
         names = read_label_map(args.label_map) if args.label_map else None
         cfg, notes = convert_scenic_checkpoint(
