@@ -348,10 +348,9 @@ class BaseViViT(StagesMixin, PosTablesMixin, BaseModule):
         C, T, H, W = (self.in_channels, self.num_frames, *self.img_size)
         t, (p_h, p_w) = self.tubelet_size, self.patch_size
         ok = x.dim() == 5 and x.shape[1] == C
-        if ok and self.interpolate_pos_embed:
-            T, H, W = x.shape[2:]
-            ok = T % t == H % p_h == W % p_w == 0 and min(T, H, W) > 0
-            if not ok:
+        if self.interpolate_pos_embed:
+            T, H, W = x.shape[2:] if ok else (0, 0, 0)
+            if not (min(T, H, W) > 0 and T % t == H % p_h == W % p_w == 0):
                 raise ValueError(
                     f'{type(self).__name__} (interpolate_pos_embed=True) '
                     f'expects input [B, {C}, T, H, W] with T divisible by '
