@@ -366,9 +366,6 @@ class BaseViViT(StagesMixin, PosTablesMixin, BaseModule):
                 'interpolate_pos_embed=True.')
         return T // t, H // p_h, W // p_w
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        self._token_grid(x)
-
     def _run_encoder(self, tokens: torch.Tensor, k: int,
                      grid: Tuple[int, int, int],
                      keep) -> Dict[int, torch.Tensor]:
