@@ -50,7 +50,7 @@ model = dict(
         frozen_stages=frozen_stages),
     cls_head=dict(
         num_classes=num_classes, label_smooth_eps=label_smoothing,
-        dropout_ratio=0.5),
+        dropout_ratio=0.5),  # before the new head, as MMAction2's heads
     data_preprocessor=dict(blending=dict(
         type='MixupBlending', num_classes=num_classes, alpha=mixup_alpha)
                            if mixup_alpha > 0 else None))
