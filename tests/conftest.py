@@ -11,9 +11,11 @@ torch.set_num_threads(max(1, int(os.environ.get('VIVIT_TEST_THREADS', '2'))))
 
 #: The repository root; tests build every path from it, never from the cwd.
 REPO = Path(__file__).resolve().parents[1]
-# The command-line tools' helpers (tools/vivit_cli) are not part of the
-# installed package.
+# The command-line tools' helpers (tools/vivit_cli) and the measuring code
+# of the benchmark tools (tools/analysis_tools/vivit_bench) are not part of
+# the installed package.
 sys.path.append(str(REPO / 'tools'))
+sys.path.append(str(REPO / 'tools' / 'analysis_tools'))
 
 import vivit_mm  # noqa: E402,F401  (registers the modules)
 

@@ -19,8 +19,9 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from tests.conftest import REPO
 from tests.convert.conftest import WHY, hostile  # noqa: F401
 from tests.engine.conftest import DropoutToy, toy_runner
-from vivit_mm.compat import (HOST_VERSIONS, PlainHistoryBuffer,
-                             check_host_versions, safe_globals)
+from vivit_mm.compat import (HOST_VERSIONS, TESTED_INSTALL,
+                             PlainHistoryBuffer, check_host_versions,
+                             safe_globals)
 
 HOST = ('torch', 'mmengine', 'mmcv', 'mmaction', 'mmpretrain')
 
@@ -192,16 +193,15 @@ def test_plain_history_buffer_pickles_as_plain_data(tmp_path):
 # --------------------------------------------------------------------------
 # Host versions.
 @pytest.mark.parametrize('package, version', [
-    ('mmengine', '0.9.1'), ('mmengine', '0.11.0'), ('torch', '2.5.0')])
+    ('mmengine', '0.9.1'), ('mmengine', '0.11.0'), ('torch', '2.5.0'),
+    ('mmaction2', '1.0.2'), ('mmaction2', '1.3.0')])
 def test_unsupported_host_versions_fail_with_the_fix(package, version):
-    import mmengine
-    found = dict(torch=torch.__version__, mmengine=mmengine.__version__)
-    found[package] = version
     with pytest.raises(ImportError) as info:
-        check_host_versions(found)
+        check_host_versions({package: version})
     msg = str(info.value)
     assert f'{package} {version} is installed' in msg
     assert f'vivit_mm needs {package} >=' in msg
+    assert TESTED_INSTALL in msg
     assert 'pip install torch==2.14.1 torchvision==0.29.1 ' \
         'mmengine==0.10.7' in msg
 
@@ -209,7 +209,89 @@ def test_unsupported_host_versions_fail_with_the_fix(package, version):
 def test_installed_host_versions_pass():
     check_host_versions()
     check_host_versions(dict(torch='2.14.1+cu130', mmengine='0.10.7'))
-    assert [p for p, _, _ in HOST_VERSIONS] == ['torch', 'mmengine']
+    assert [p for p, _, _ in HOST_VERSIONS] == ['torch', 'mmengine',
+                                                 'mmaction2']
+
+
+def _mmaction_tree(tmp_path, with_drn):
+    """A folder shaped like the ``mmaction`` package, with or without
+    ``models/localizers/drn/drn.py`` (a folder without ``__init__.py``,
+    which the PyPI 1.2.0 wheel therefore lacks)."""
+    folder = tmp_path / 'mmaction'
+    (folder / 'models' / 'localizers').mkdir(parents=True)
+    if with_drn:
+        (folder / 'models' / 'localizers' / 'drn').mkdir()
+        (folder / 'models' / 'localizers' / 'drn' / 'drn.py').touch()
+    return str(folder)
+
+
+# What a source install of MMAction2 1.2.0 works with.
+GOOD_12 = {'mmcv': None, 'mmcv-lite': '2.0.1', 'transformers': '4.55.4',
+           'timm': '1.0.31'}
+
+
+def test_mmaction_1_2_from_source_passes(tmp_path):
+    folder = _mmaction_tree(tmp_path, with_drn=True)
+    check_host_versions({'mmaction2': '1.2.0'}, folder, GOOD_12)
+    check_host_versions({'mmaction2': '1.2.0'}, folder,
+                        {**GOOD_12, 'transformers': None, 'timm': None})
+    # the full mmcv instead of mmcv-lite
+    check_host_versions({'mmaction2': '1.2.0'}, folder,
+                        {**GOOD_12, 'mmcv': '2.1.0', 'mmcv-lite': None})
+
+
+def test_the_broken_pypi_wheel_of_mmaction_1_2_is_named(tmp_path):
+    folder = _mmaction_tree(tmp_path, with_drn=False)
+    with pytest.raises(ImportError) as info:
+        check_host_versions({'mmaction2': '1.2.0'}, folder, GOOD_12)
+    msg = str(info.value)
+    assert 'localizers/drn is missing' in msg and 'PyPI' in msg
+    assert 'pip install -v -e .' in msg and 'mmaction2==1.1.0' in msg
+    # 1.1.0 has no drn folder either: only 1.2 needs it
+    check_host_versions({'mmaction2': '1.1.0'}, folder, GOOD_12)
+
+
+@pytest.mark.parametrize('extras, expected', [
+    ({'transformers': '5.25.0'}, '"transformers>=4.44,<4.56" timm'),
+    ({'transformers': '4.56.0'}, '"transformers>=4.44,<4.56" timm'),
+    ({'timm': None}, 'pip install timm'),
+])
+def test_mmaction_1_2_with_transformers_it_cannot_import(tmp_path, extras,
+                                                         expected):
+    folder = _mmaction_tree(tmp_path, with_drn=True)
+    with pytest.raises(ImportError) as info:
+        check_host_versions({'mmaction2': '1.2.0'}, folder,
+                            {**GOOD_12, **extras})
+    assert expected in str(info.value)
+    # MMAction2 1.1 does not import its multimodal models: no check
+    check_host_versions({'mmaction2': '1.1.0'}, folder,
+                        {**GOOD_12, **extras})
+
+
+def test_missing_mmcv_is_named_with_both_ways_to_install_it():
+    with pytest.raises(ImportError) as info:
+        check_host_versions(extras={'mmcv': None, 'mmcv-lite': None})
+    msg = str(info.value)
+    assert 'neither mmcv nor mmcv-lite is installed' in msg
+    assert 'pip install mmcv-lite==2.0.1' in msg and 'mim install' in msg
+
+
+def test_missing_mmaction_is_named():
+    with pytest.raises(ImportError, match='needs mmaction2, which is not'):
+        check_host_versions({'mmaction2': None})
+
+
+def test_data_sample_accessors_read_the_installed_mmaction_fields():
+    """pred_score_of / gt_label_of / set_gt_label work on the installed
+    MMAction2's ActionDataSample (1.1: pred_scores.item, gt_labels.item;
+    1.2: pred_score, gt_label)."""
+    from mmaction.structures import ActionDataSample
+
+    from vivit_mm.compat import gt_label_of, pred_score_of, set_gt_label
+    sample = set_gt_label(ActionDataSample(), 3)
+    sample.set_pred_score(torch.tensor([0.1, 0.7, 0.2]))
+    assert gt_label_of(sample).tolist() == [3]
+    assert pred_score_of(sample).tolist() == pytest.approx([0.1, 0.7, 0.2])
 
 
 # --------------------------------------------------------------------------

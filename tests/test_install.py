@@ -50,3 +50,38 @@ def test_every_install_requirement_is_used():
     configs = '\n'.join(p.read_text() for p in (REPO / 'configs').rglob(
         '*.py'))
     assert 'DecordInit' in configs and 'TorchVisionWrapper' in configs
+
+
+def test_the_built_wheel_is_the_plugin_and_forces_no_pins(tmp_path):
+    """What ``pip install vivit_mm`` puts into a user's environment: the
+    package without measurement code, and requirements as ranges (no ``==``
+    on the OpenMMLab stack or decord, no mmcv-lite over a full mmcv)."""
+    import shutil
+    import zipfile
+    src = tmp_path / 'src'
+    shutil.copytree(REPO / 'vivit_mm', src / 'vivit_mm',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    for name in ('setup.cfg', 'pyproject.toml', 'README.md', 'LICENSE'):
+        shutil.copy(REPO / name, src / name)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pip', 'wheel', '--no-deps',
+         '--no-build-isolation', '-q', '-w', str(tmp_path / 'dist'),
+         str(src)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel, = (tmp_path / 'dist').glob('vivit_mm-*.whl')
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        metadata = z.read(next(n for n in names
+                               if n.endswith('/METADATA'))).decode()
+    packages = {n.rsplit('/', 1)[0] for n in names
+                if n.startswith('vivit_mm/')}
+    assert 'vivit_mm/models' in packages
+    assert not [p for p in packages if 'benchmark' in p], packages
+    requires = [line.split(':', 1)[1].strip()
+                for line in metadata.splitlines()
+                if line.startswith('Requires-Dist:')
+                and 'extra ==' not in line]
+    names = {re.split(r'[<>=!~ ;]', r)[0].lower() for r in requires}
+    assert {'torch', 'mmengine', 'mmaction2', 'mmpretrain', 'decord'} <= names
+    assert not [r for r in requires if '==' in r], requires
+    assert not [n for n in names if n.startswith('mmcv')], requires

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import torch
 
-from vivit_mm.benchmark.cases import (describe, section_cfgs, section_shape,
+from vivit_bench.cases import (describe, section_cfgs, section_shape,
                                       sweep_cfgs, variant_cfg, vivit_case)
-from vivit_mm.benchmark.settings import Settings
+from vivit_bench.settings import Settings
 
 CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 SYNTHETIC = str(CONFIGS / 'vivit_m2_synthetic.py')  # 8 frames at 32x32

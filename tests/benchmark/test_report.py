@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from vivit_mm.benchmark.report import (MiB, Report, fmt_bytes, fmt_load,
+from vivit_bench.report import (MiB, Report, fmt_bytes, fmt_load,
                                        fmt_num)
 
 
@@ -30,7 +30,7 @@ def test_report_table_and_write(tmp_path, capsys):
 
 def test_plot_from_run_data(tmp_path):
     pytest.importorskip('matplotlib')
-    from vivit_mm.benchmark.plot import plot
+    from vivit_bench.plot import plot
     sweep = [dict(name=n, frames=f, fwd_clips_s=10 / f, act_bytes=f * MiB)
              for n in ('m1', 'm3') for f in (2, 4)]
     memory = [dict(frames=f, fused=fused, act_bytes=2 * f * MiB)

@@ -2,11 +2,11 @@
 model."""
 import torch
 
-from vivit_mm.benchmark.cases import sweep_cases
-from vivit_mm.benchmark.measure import gemm_probe
-from vivit_mm.benchmark.report import Report
-from vivit_mm.benchmark.sections import bf16_peak_flops, sweep_section
-from vivit_mm.benchmark.settings import Context, GemmProbe, Settings
+from vivit_bench.cases import sweep_cases
+from vivit_bench.measure import gemm_probe
+from vivit_bench.report import Report
+from vivit_bench.sections import bf16_peak_flops, sweep_section
+from vivit_bench.settings import Context, GemmProbe, Settings
 
 
 def test_mfu_peak_lookup(monkeypatch):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vivit_mm.benchmark.settings import (DEFAULT_FRAMES, DEFAULT_IMG_SIZE,
+from vivit_bench.settings import (DEFAULT_FRAMES, DEFAULT_IMG_SIZE,
                                          Context, GemmProbe, Settings)
 
 CONFIG = str(Path(__file__).resolve().parents[2] /

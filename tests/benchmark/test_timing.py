@@ -3,10 +3,10 @@ paired ratios, the step peak measured in a child process."""
 import pytest
 import torch
 
-from vivit_mm.benchmark.cases import vivit_case
-from vivit_mm.benchmark.measure import gemm_probe
-from vivit_mm.benchmark.settings import Context, GemmProbe, Settings
-from vivit_mm.benchmark.timing import (GEMM, activation_bytes, paired_ratios,
+from vivit_bench.cases import vivit_case
+from vivit_bench.measure import gemm_probe
+from vivit_bench.settings import Context, GemmProbe, Settings
+from vivit_bench.timing import (GEMM, activation_bytes, paired_ratios,
                                        peak_memory, time_cases, utilisation)
 
 CPU = torch.device('cpu')

@@ -7,6 +7,7 @@ from mmengine.dataset import Compose
 from mmengine.runner import save_checkpoint
 
 from tests.tools.helpers import K400_M2, TINY, manual_scores, write_video
+from vivit_mm.compat import pred_score_of
 
 
 def test_inference_with_the_real_k400_test_pipeline(tmp_path):
@@ -27,7 +28,7 @@ def test_inference_with_the_real_k400_test_pipeline(tmp_path):
         video = tmp_path / f'video{i}.mp4'
         write_video(video, w, h, n, seed=i)
         result = inference_recognizer(model, str(video))
-        scores = result.pred_scores.item
+        scores = pred_score_of(result)
         assert scores.shape == (400, ) and torch.isfinite(scores).all()
         if i == 1:  # portrait and shorter than the 63-frame clip span
             data = pipeline(dict(filename=str(video), label=-1,

@@ -23,6 +23,7 @@ from mmengine.registry import DefaultScope
 
 from tests.conftest import REPO
 from tests.convert.conftest import WHY
+from vivit_mm.compat import pred_score_of
 from vivit_mm.convert import (convert_hf_model_dir, detect_hf_layout,
                               export_hf_model_dir, hf_config_to_backbone,
                               hf_to_vivit_state_dict, recognizer_config,
@@ -393,8 +394,7 @@ def test_converted_config_runs_the_video_pipeline(hf_dir, tmp_path):
     views = Compose(model.cfg.test_pipeline)(dict(sample))['inputs']
     assert views.shape == (6, 3, 4, 32, 32)  # [clips x crops, C, T, H, W]
     result = inference_recognizer(model, path)
-    score = (result.pred_score if 'pred_score' in result else
-             result.pred_scores.item)  # mmaction2 >= 1.2 / 1.1
+    score = pred_score_of(result)
     pixels = (views.float() - 127.5) / 127.5
     with torch.no_grad():
         ref = load_hf(src)(pixel_values=pixels.transpose(1, 2)).logits
@@ -415,8 +415,7 @@ def test_converted_config_drives_the_test_runner(hf_dir, tmp_path):
     result = inference_recognizer(
         init_recognizer(str(tmp_path / 'm.py'), str(tmp_path / 'm.pth'),
                         device='cpu'), video_path)
-    score = (result.pred_score if 'pred_score' in result else
-             result.pred_scores.item)
+    score = pred_score_of(result)
     # label the video with the predicted class: the runner must agree
     (tmp_path / 'ann.txt').write_text(f'a.mp4 {int(score.argmax())}\n')
     cfg = Config.fromfile(str(tmp_path / 'm.py'))

@@ -12,7 +12,7 @@ from tests.datasets.conftest import guard, write_video as write_mp4v
 from vivit_mm.datasets.video_errors import VideoReadError
 
 av = pytest.importorskip('av')
-videos = pytest.importorskip('vivit_mm.benchmark.videos')
+videos = pytest.importorskip('vivit_bench.videos')
 
 # Tiny, but encoded like real data: B-frames, key frame every 8 frames.
 H264 = videos.VideoSpec(64, 48, 12, 3, 'libx264', gop=8, seed=1)

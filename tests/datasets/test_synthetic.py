@@ -15,6 +15,7 @@ import torch
 import vivit_mm  # noqa: F401  (registers models and the dataset)
 from tests.conftest import REPO
 from tests.tools.helpers import inner_dataset
+from vivit_mm.compat import gt_label_of, pred_score_of
 from vivit_mm.datasets.synthetic import (CLASSES, ensure_dataset,
                                          generate_dataset, make_video,
                                          read_meta, visit_order)
@@ -176,10 +177,7 @@ def test_pipelines_read_videos_through_decord(tmp_path):
     item = train[1]
     assert item['inputs'].shape == (1, 3, 8, 32, 32)  # 1 view, NCTHW
     assert item['inputs'].dtype == torch.uint8
-    sample = item['data_samples']  # mmaction2 1.1 gt_labels.item, 1.2 gt_label
-    label = (sample.gt_label if 'gt_label' in sample else
-             sample.gt_labels.item)
-    assert int(label) == 1
+    assert int(gt_label_of(item['data_samples'])) == 1
     item = test[2]
     assert item['inputs'].shape == (6, 3, 8, 32, 32)  # 2 clips x 3 crops
     # Clips are frames 0,2,..,14 and 1,3,..,15 of the 16-frame video.
@@ -188,12 +186,6 @@ def test_pipelines_read_videos_through_decord(tmp_path):
             {'total_frames': 16, 'start_index': 0,
              'filename': 'x'})['frame_inds'],
         np.r_[0:16:2, 1:16:2])
-
-
-def _field(pred, name):
-    """A dumped prediction's field: mmaction2 1.2 ``gt_label`` /
-    ``pred_score``, 1.1 ``gt_labels.item`` / ``pred_scores.item``."""
-    return pred[name] if name in pred else pred[name + 's']['item']
 
 
 def _load_demo_module():
@@ -249,7 +241,7 @@ def test_runner_trains_and_tests_multiview(tmp_path):
     model = runner.model.eval()
     dataset = runner.test_dataloader.dataset
     for i, pred in enumerate(preds):
-        assert int(_field(pred, 'gt_label')) == i % 4
+        assert int(gt_label_of(pred)) == i % 4
         batch = model.data_preprocessor(
             dict(inputs=[dataset[i]['inputs']],
                  data_samples=[dataset[i]['data_samples']]))
@@ -257,7 +249,7 @@ def test_runner_trains_and_tests_multiview(tmp_path):
         assert views.shape == (6, 3, 8, 32, 32)
         with torch.no_grad():
             probs = model.cls_head(model.backbone(views)).softmax(-1)
-        torch.testing.assert_close(_field(pred, 'pred_score').float(),
+        torch.testing.assert_close(pred_score_of(pred).float(),
                                    probs.mean(0), atol=1e-5, rtol=1e-5)
         # The views disagree, so the average is not just one of them.
         assert (probs - probs.mean(0)).abs().max() > 0

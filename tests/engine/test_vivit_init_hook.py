@@ -18,6 +18,7 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from mmpretrain.models import VisionTransformer
 
+from vivit_mm.compat import set_gt_label
 from vivit_mm.convert.io import safe_load
 from vivit_mm.engine import ViViTInitHook
 from vivit_mm.models import ViViTM1
@@ -51,12 +52,7 @@ class TinyClips(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(i)
-        sample = ActionDataSample()
-        label = torch.tensor([i % 3])
-        if hasattr(sample, 'set_gt_label'):
-            sample.set_gt_label(label)
-        else:  # mmaction2 1.1.0
-            sample.set_gt_labels(label)
+        sample = set_gt_label(ActionDataSample(), torch.tensor([i % 3]))
         return dict(inputs=torch.randint(0, 256, (1, 3, 4, 32, 32),
                                          generator=g).float(),
                     data_samples=sample)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vivit_mm.benchmark.measure import (max_tensor_numel,
+from vivit_bench.measure import (max_tensor_numel,
                                         saved_activation_bytes)
 from vivit_mm.models import ViViTM1, ViViTM2, ViViTM3, ViViTM4
 

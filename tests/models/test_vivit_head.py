@@ -6,6 +6,7 @@ from mmaction.registry import MODELS
 from mmaction.structures import ActionDataSample
 from mmengine.registry import DefaultScope
 
+from vivit_mm.compat import pred_score_of, set_gt_label
 from vivit_mm.models import ViViTHead
 
 
@@ -31,10 +32,7 @@ def recognizer(backbone_type='ViViTM2', **head_kw):
 def samples(labels):
     out = []
     for label in labels:
-        s = ActionDataSample()
-        s.set_gt_label(torch.tensor([label])) if hasattr(
-            s, 'set_gt_label') else s.set_gt_labels(torch.tensor([label]))
-        out.append(s)
+        out.append(set_gt_label(ActionDataSample(), torch.tensor([label])))
     return out
 
 
@@ -110,21 +108,14 @@ def test_recognizer3d_trains_and_averages_views(backbone):
     with torch.no_grad():
         per_view = model.cls_head(model.backbone(x.flatten(0, 1)))
     ref = per_view.reshape(2, 3, 5).mean(1)
-    got = torch.stack([pred_score(p) for p in preds])
+    got = torch.stack([pred_score_of(p) for p in preds])
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
     # max_testing_views chunks the views but does not change the result
     model.test_cfg = dict(max_testing_views=2)
     single = dict(inputs=inputs[:1], data_samples=samples([1]))
-    chunked = pred_score(model.val_step(single)[0])
+    chunked = pred_score_of(model.val_step(single)[0])
     torch.testing.assert_close(chunked, ref[0], rtol=1e-5, atol=1e-5)
-
-
-def pred_score(sample):
-    """mmaction2 1.1.0 stores ``pred_scores.item``; 1.2.0 ``pred_score``."""
-    if 'pred_score' in sample:
-        return sample.pred_score
-    return sample.pred_scores.item
 
 
 def _sgd(model):

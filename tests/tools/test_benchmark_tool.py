@@ -115,8 +115,10 @@ def test_benchmark_tool_rejects_bad_options(tool, capsys):
         with pytest.raises(SystemExit):
             tool.parse_settings(argv)
         assert option in capsys.readouterr().err, argv
-    assert tool.parse_width('l') == dict(embed_dims=1024, num_heads=16,
-                                         feedforward_channels=4096)
+    assert tool.parse_settings(['--arch', 'l']).arch == dict(
+        embed_dims=1024, num_heads=16, feedforward_channels=4096)
+    assert tool.parse_settings(['--arch', '64,4,256']).arch == dict(
+        embed_dims=64, num_heads=4, feedforward_channels=256)
     s = tool.parse_settings(['--peak-tflops', '100', '--frames=2'])
     assert (s.peak_tflops, s.frames, s.img_size) == (100.0, (2, ), 160)
 
@@ -144,9 +146,10 @@ def test_help_imports_nothing_heavy():
 
 
 def test_option_defaults_are_the_settings_defaults(tool):
-    from vivit_mm.benchmark.settings import VARIANTS, Settings
+    from vivit_bench.settings import Settings
     assert tool.parse_settings([]) == Settings()
-    assert tool.VARIANTS == VARIANTS
+    # the variants are the model base configs, the widths the arch zoo
+    assert Settings().variants == ('m1', 'm2', 'm3', 'm4')
 
 
 def test_rss_child_mode_prints_the_step_peak(tmp_path):

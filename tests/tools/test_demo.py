@@ -13,6 +13,7 @@ from mmengine.dataset import Compose
 from tests.conftest import REPO
 from tests.tools.helpers import (NUM_CLASSES, VIDEOS, manual_scores,
                                  write_video)
+from vivit_mm.compat import pred_score_of
 from vivit_mm.convert.io import safe_load
 from vivit_mm.deploy.loading import read_label_map
 from vivit_mm.datasets.video_errors import iter_transforms
@@ -33,7 +34,7 @@ def test_init_recognizer_inference_and_demo(trained, capsys):
     pipeline = Compose(model.cfg.test_pipeline)
     for i in range(len(VIDEOS)):  # landscape, portrait, too short
         video = str(trained / 'videos' / f'v{i}.mp4')
-        scores = inference_recognizer(model, video).pred_scores.item
+        scores = pred_score_of(inference_recognizer(model, video))
         data = pipeline(dict(filename=video, label=-1, start_index=0,
                              modality='RGB'))
         assert data['inputs'].shape == (12, 3, 4, 32, 32)  # 4 clips x 3
@@ -48,7 +49,7 @@ def test_init_recognizer_inference_and_demo(trained, capsys):
     demo.main([video, cfg_path, ckpt, '--label-map', str(label_map),
                '--device', 'cpu'])
     lines = capsys.readouterr().out.strip().splitlines()[-5:]
-    probs, idx = inference_recognizer(model, video).pred_scores.item \
+    probs, idx = pred_score_of(inference_recognizer(model, video)) \
         .softmax(-1).topk(5)
     assert lines == [f'{r}. {names[i]} ({p:.4f})' for r, (p, i) in
                      enumerate(zip(probs.tolist(), idx.tolist()), 1)]
@@ -65,7 +66,7 @@ def test_demo_without_a_label_map(trained, tmp_path, capsys):
     ckpt = str(trained / 'wd' / 'epoch_2.pth')
     video = str(trained / 'videos' / 'v1.mp4')
     model = init_recognizer(cfg_path, ckpt, device='cpu')
-    probs, idx = inference_recognizer(model, video).pred_scores.item \
+    probs, idx = pred_score_of(inference_recognizer(model, video)) \
         .softmax(-1).topk(3)
     demo.main([video, cfg_path, ckpt, '--topk', '3', '--device', 'cpu'])
     lines = capsys.readouterr().out.strip().splitlines()[-3:]
@@ -105,7 +106,7 @@ def test_demo_writes_the_prediction_video(trained, tmp_path, ext):
         gif = Image.open(out)
         assert (gif.n_frames, gif.size) == (n, (w, h))
     model = init_recognizer(cfg_path, ckpt, device='cpu')
-    probs = inference_recognizer(model, video).pred_scores.item.softmax(-1)
+    probs = pred_score_of(inference_recognizer(model, video)).softmax(-1)
     torch.testing.assert_close(torch.tensor(result['probs']), probs,
                                rtol=1e-5, atol=1e-6)
     assert json.loads((tmp_path / 'p.json').read_text()) == result
@@ -155,7 +156,7 @@ def test_sliding_window_probabilities_are_one_test_clip(trained, tmp_path):
         .num_clips = 1
     ref = inference_recognizer(model, str(video), Compose(cfg))
     torch.testing.assert_close(torch.from_numpy(window.probs),
-                               ref.pred_scores.item.softmax(-1),
+                               pred_score_of(ref).softmax(-1),
                                rtol=1e-5, atol=1e-6)
 
 

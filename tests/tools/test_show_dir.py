@@ -15,10 +15,10 @@ from mmaction.structures import ActionDataSample
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
-from mmengine.structures import LabelData
 
 from tests.conftest import REPO
 from tests.tools.helpers import VIDEOS, run, write_video
+from vivit_mm.compat import set_gt_label
 from vivit_mm.datasets.video_errors import iter_transforms
 from vivit_mm.engine import VideoVisualizationHook
 
@@ -108,9 +108,8 @@ def test_show_dir_works_with_every_shipped_config(name, tmp_path):
     batch = _packed_sample(cfg, video)
     views = batch['inputs'][0]
     assert views.dim() == 5  # [V, C, T, H, W]: what MMAction2's hook breaks on
-    sample = ActionDataSample()
-    sample.gt_labels = LabelData(item=torch.tensor([1]))
-    sample.pred_labels = LabelData(item=torch.tensor([2]))
+    sample = set_gt_label(ActionDataSample(), torch.tensor([1]))
+    sample.set_pred_label(torch.tensor([2]))
     VISUALIZERS.build(dict(cfg.visualizer, name=f'vis_{name}',
                            save_dir=str(tmp_path / 'vis')))
     loader = SimpleNamespace(dataset=None)

@@ -12,14 +12,15 @@ import torch
 
 from tests.conftest import REPO
 from tests.tools.helpers import VIDEOS, env, free_port, run
+from vivit_mm.compat import gt_label_of, pred_score_of
 
 TEST = str(REPO / 'tools' / 'test.py')
 
 
 def _dumped(path):
     preds = mmengine.load(str(path))
-    scores = torch.stack([p['pred_scores']['item'] for p in preds])
-    labels = [int(p['gt_labels']['item']) for p in preds]
+    scores = torch.stack([pred_score_of(p) for p in preds])
+    labels = [int(gt_label_of(p)) for p in preds]
     return scores, labels
 
 

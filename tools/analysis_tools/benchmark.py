@@ -16,7 +16,8 @@ Examples:
     # the numbers in docs/performance.md (about 20 minutes on 2 cores)
     python tools/analysis_tools/benchmark.py --frames 4 8 16 32 \\
         --img-size 160 --batch 2 --layers 4 --compare-frames 8 \\
-        --cp-frames 16 --cp-img-size 224 --out-dir work_dirs/benchmark
+        --cp-frames 16 --cp-img-size 224 --iters 7 --compile \\
+        --out-dir work_dirs/benchmark
     # one config's backbone at its own input shape
     python tools/analysis_tools/benchmark.py configs/vivit_m2_k400.py \\
         --layers 4 --no-compare --no-cp
@@ -24,46 +25,26 @@ Examples:
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 if TYPE_CHECKING:
-    from vivit_mm.benchmark.report import Report
-    from vivit_mm.benchmark.settings import Settings
+    from vivit_bench.report import Report
+    from vivit_bench.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+# The measuring code (vivit_bench) lives beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # The command line is parsed before torch and vivit_mm are imported, so that
-# --help and mistyped options answer at once. These defaults are those of
-# vivit_mm.benchmark.settings.Settings (a test checks that they agree).
-VARIANTS = ('m1', 'm2', 'm3', 'm4')
-#: ``--arch`` names: ``(embed_dims, num_heads, feedforward_channels)``.
-WIDTHS = {'b': (768, 12, 3072), 'l': (1024, 16, 4096),
-          'h': (1280, 16, 5120)}
-
-
-def parse_width(text: str) -> Dict[str, int]:
-    """``--arch``: ``'b'``/``'l'``/``'h'`` or ``'D,heads,mlp'`` -> width
-    settings.
-
-    Raises:
-        argparse.ArgumentTypeError: ``text`` is neither.
-    """
-    if text.lower() in WIDTHS:
-        d, h, f = WIDTHS[text.lower()]
-    else:
-        try:
-            d, h, f = (int(v) for v in text.split(','))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f'--arch must be b, l, h or "embed_dims,num_heads,mlp", '
-                f'got {text!r}') from None
-    return dict(embed_dims=d, num_heads=h, feedforward_channels=f)
+# --help and mistyped options answer at once; --variants and --arch are
+# checked against the model base configs and the arch zoo when the
+# settings are made (vivit_bench.settings).
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (its options are the fields of
-    :class:`~vivit_mm.benchmark.settings.Settings`)."""
+    :class:`~vivit_bench.settings.Settings`)."""
     p = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('config', nargs='?',
                    help='benchmark this config\'s backbone instead of the '
                    'four variants')
-    p.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                   choices=VARIANTS, help='variants to sweep')
+    p.add_argument('--variants', nargs='+', default=None,
+                   help='variants to sweep, named by their model base '
+                   'configs configs/_base_/models/vivit_<variant>.py '
+                   '(default: all, m1 m2 m3 m4)')
     p.add_argument('--device', default='auto',
                    help='cpu, cuda, cuda:N or auto (GPU when present)')
     p.add_argument('--frames', type=int, nargs='+', default=None,
@@ -87,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--layers', type=int, default=4,
                    help='encoder depth (0: keep the config\'s)')
-    p.add_argument('--arch', type=parse_width, default=None,
-                   help='width: b, l, h or "embed_dims,num_heads,mlp" '
+    p.add_argument('--arch', default=None,
+                   help='width: an arch of the backbones (b, l, h) or '
+                   '"embed_dims,num_heads,mlp" '
                    '(default: the config\'s, ViViT-B for the variants)')
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--iters', type=int, default=5,
@@ -132,11 +116,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def parse_settings(argv: Optional[Sequence[str]] = None) -> 'Settings':
-    """The :class:`~vivit_mm.benchmark.settings.Settings` of a command line;
+    """The :class:`~vivit_bench.settings.Settings` of a command line;
     exits with a usage error naming the bad option."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from vivit_mm.benchmark.settings import Settings
+    from vivit_bench.settings import Settings
     try:
         return Settings.from_args(args)
     except ValueError as e:
@@ -146,10 +130,10 @@ def parse_settings(argv: Optional[Sequence[str]] = None) -> 'Settings':
 def main(argv: Optional[Sequence[str]] = None) -> Optional['Report']:
     """Run the benchmark and return its report (or, with ``--rss-child
     JOB``, print one peak-RSS measurement of
-    :mod:`vivit_mm.benchmark.rss_child` and return None)."""
+    :mod:`vivit_bench.rss_child` and return None)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['--rss-child']:
-        from vivit_mm.benchmark import rss_child
+        from vivit_bench import rss_child
         rss_child.run(argv[1])
         return None
     settings = parse_settings(argv)
@@ -157,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional['Report']:
     if not settings.no_compare:  # HuggingFace's VivitModel is compared
         require_or_exit('transformers', purpose='benchmark.py (without '
                         '--no-compare)')
-    from vivit_mm.benchmark.runner import run
+    from vivit_bench.runner import run
     return run(settings, 'python tools/analysis_tools/benchmark.py '
                + ' '.join(argv))
 

@@ -6,7 +6,7 @@
 Each config's recognizer (random weights: the speed does not depend on their
 values) is exported with tools/deployment/export_onnx.py's exporter into a
 temporary folder, checked against PyTorch, then both run forward on the same
-normalised input, alternating call by call (vivit_mm.benchmark.measure
+normalised input, alternating call by call (vivit_bench.measure
 .time_interleaved), with the same number of intra-op threads. It prints the
 median milliseconds per call, clips/s, the speed-up and the largest logit
 difference, with the load average before and after. ``--layers`` and
@@ -18,6 +18,9 @@ import os
 import os.path as osp
 import sys
 import tempfile
+
+# The measuring code (vivit_bench) lives beside this script.
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 
 # Only light imports before the arguments are parsed (fast --help).
 from mmengine.config import DictAction
@@ -74,7 +77,7 @@ def bench(config, args, folder):
     """One config: ``dict(name, shape, torch_s, ort_s, max_diff)``."""
     import numpy as np
     import torch
-    from vivit_mm.benchmark.measure import median, time_interleaved
+    from vivit_bench.measure import median, time_interleaved
     from vivit_mm.deploy.onnx import (INPUT_NAME, OUTPUT_NAME, check_onnx,
                                       export_onnx, input_shape,
                                       onnx_session, scores_model)
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     import onnxruntime
-    from vivit_mm.benchmark.measure import load_average
+    from vivit_bench.measure import load_average
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, onnxruntime '

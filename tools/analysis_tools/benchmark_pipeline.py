@@ -10,13 +10,13 @@ data set (``--kind``; Kinetics: H.264, short side 256-320, 25-30 fps, 10 s,
 key frame interval 250; SSv2: VP9 WebM, height 240, 12 fps) and cached in
 ``--cache-dir``. The model's demand is ``--model-clips-per-s`` (views/s,
 measured), else an estimate from the model's FLOPs per view and
-``--accelerator-tflops`` x ``--utilisation``. ``--decoders`` adds decord,
-PyAV, torchcodec and decode-while-scaling side by side on the same clips,
-with their frames compared.
+``--accelerator-tflops`` x ``--utilisation``. ``--decoder pyav-index``
+times the same pipeline with vivit_mm's PyAV transforms in place of
+decord's (how the decoders compare: docs/performance.md).
 
 Examples:
     python tools/analysis_tools/benchmark_pipeline.py \\
-        configs/vivit_m2_k400.py --split train --num-clips 24 --decoders
+        configs/vivit_m2_k400.py --split train --num-clips 24
     python tools/analysis_tools/benchmark_pipeline.py \\
         configs/vivit_m2_k400.py --split test --videos data/my_videos \\
         --model-clips-per-s 40
@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+# The measuring code (vivit_bench) lives beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SPLITS = ('train', 'val', 'test')
 KINDS = ('auto', 'kinetics', 'ssv2')
@@ -77,12 +79,6 @@ def parse_args(argv=None):
     p.add_argument('--paper-models', action='store_true',
                    help='also the workers ViViT-B/16x2 Models 1-4 at the '
                    "paper's shape need with this worker rate")
-    p.add_argument('--decoders', action='store_true',
-                   help='also compare decoders on the same clips')
-    p.add_argument('--decoder-names', nargs='+',
-                   help='only these decoders in the comparison')
-    p.add_argument('--repeats', type=positive(int), default=3,
-                   help='timed rounds of the decoder comparison')
     p.add_argument('--threads', type=positive(int), default=1,
                    help='OpenCV/torch threads (default: 1, as a worker)')
     p.add_argument('--out-dir', help='also write pipeline.md and '
@@ -166,11 +162,10 @@ def main(argv=None):
     import torch
     from mmengine.config import Config
 
-    from vivit_mm.benchmark import decoders as dec
-    from vivit_mm.benchmark import pipeline as pl
-    from vivit_mm.benchmark import videos as vids
-    from vivit_mm.benchmark.measure import load_average
-    from vivit_mm.benchmark.report import Report, fmt_num
+    from vivit_bench import pipeline as pl
+    from vivit_bench import videos as vids
+    from vivit_bench.measure import load_average
+    from vivit_bench.report import Report, fmt_num
 
     cv2.setNumThreads(args.threads)
     torch.set_num_threads(args.threads)
@@ -228,28 +223,6 @@ def main(argv=None):
 
     if args.paper_models:
         paper_models(rep, args, s, pl, Config)
-    if args.decoders:
-        sampler = next(t for t in pl.flatten_pipeline(pipeline)
-                       if t['type'] == 'SampleFrames')
-        short = next((t['scale'][1] for t in pipeline
-                      if t.get('type') == 'Resize' and t['scale'][0] == -1),
-                     256)
-        inds = dec.clip_indices(videos, sampler, args.seed)
-        res = dec.compare_decoders(videos, inds, short, args.repeats,
-                                   args.decoder_names)
-        vers = dec.versions()
-        rep.add(f'## Decoders on the same clips ({len(videos)} videos, '
-                f'median of {args.repeats} interleaved rounds)', '',
-                'Versions: ' + ', '.join(f'{k} {v}' for k, v in
-                                         vers.items()), '')
-        rep.table(['decoder', 'ms / sample (median)', 'best round',
-                   'frames vs'],
-                  [(n, fmt_num(r['ms']) if 'ms' in r else '-',
-                    fmt_num(r['best_ms']) if 'ms' in r else '-',
-                    f"{r['frames']} ({r['reference']})" if 'ms' in r
-                    else r['error']) for n, r in res.items()])
-        rep.data['decoders'] = dict(results=res, versions=vers,
-                                    short_side=short)
     load1 = load_average()
     rep.add(f'Load average (1 min) before/after: {load0:.2f}/{load1:.2f}'
             ' (above ~0.5 on this machine: measured under load).')

@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vivit_cli.convert_args import (add_test_config_args,  # noqa: E402
-                                    read_label_map, test_config_kwargs)
+                                    test_config_kwargs)
 
 
 def parse_args(argv=None):
@@ -66,6 +66,7 @@ def main(argv=None) -> int:
         require_or_exit('msgpack', purpose='scenic_to_vivit.py (flax '
                         'msgpack checkpoints)')
     from vivit_mm.convert import convert_scenic_checkpoint
+    from vivit_mm.deploy.loading import read_label_map
     try:
         names = read_label_map(args.label_map) if args.label_map else None
         cfg, notes = convert_scenic_checkpoint(

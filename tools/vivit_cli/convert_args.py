@@ -1,5 +1,6 @@
-"""Command-line options the converters share, and label map files."""
-from typing import List, Sequence
+"""Command-line options the converters share, and writing label map files
+(reading them: ``vivit_mm.deploy.loading.read_label_map``)."""
+from typing import Sequence
 
 
 def add_test_config_args(parser) -> None:
@@ -35,12 +36,6 @@ def test_config_kwargs(args) -> dict:
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     return kwargs
-
-
-def read_label_map(path: str) -> List[str]:
-    """Class names, one per line (MMAction2's label map format)."""
-    with open(path, encoding='utf-8') as f:
-        return [line.strip() for line in f if line.strip()]
 
 
 def write_label_map(names: Sequence[str], path: str) -> None:

@@ -21,7 +21,12 @@ LAUNCHERS = ('none', 'pytorch', 'slurm')
 
 def _slurm_env(port: Optional[str]) -> None:
     """Set the torch.distributed env variables from slurm's, as mmengine's
-    slurm launcher does, with the local rank from ``SLURM_LOCALID``."""
+    slurm launcher does, with the local rank from ``SLURM_LOCALID``.
+
+    mmengine's own (``init_dist('slurm', backend='gloo')``) cannot serve
+    without CUDA: it calls ``torch.cuda.set_device`` before it creates the
+    process group, and without ``SLURM_LOCALID`` it divides by the GPU
+    count (tests/tools/test_dist.py checks that this is still so)."""
     proc_id = int(os.environ['SLURM_PROCID'])
     ntasks = int(os.environ['SLURM_NTASKS'])
     node_list = os.environ['SLURM_NODELIST']

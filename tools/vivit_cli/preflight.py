@@ -57,21 +57,22 @@ def checkpoint_problem(path: str) -> Optional[str]:
 def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint ``--resume`` (without a path) continues from.
 
-    First the file that ``work_dir/last_checkpoint`` names, then the other
-    ``*.pth`` files of ``work_dir`` from the newest (``best_*`` excluded);
-    incomplete files are passed over with a warning.
+    What mmengine's ``find_latest_checkpoint`` finds (the file that
+    ``work_dir/last_checkpoint`` names), if it is complete; else the other
+    ``*.pth`` files of ``work_dir`` from the newest (``best_*`` excluded).
+    Incomplete files are passed over with a warning: ``AtomicCheckpointHook``
+    never leaves one, but a work directory written by mmengine's
+    ``CheckpointHook`` (MMAction2's own ``tools/train.py``) or a machine
+    that lost power after a save can.
 
     Returns:
         str | None: The checkpoint, or None when there is none.
     """
-    candidates = []
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            candidates.append(f.read().strip())
+    from mmengine.runner.checkpoint import find_latest_checkpoint
     others = [p for p in glob.glob(osp.join(work_dir, '*.pth'))
               if not osp.basename(p).startswith('best_')]
-    candidates += sorted(others, key=osp.getmtime, reverse=True)
+    candidates = [find_latest_checkpoint(work_dir)] + sorted(
+        others, key=osp.getmtime, reverse=True)
     seen = set()
     for path in candidates:
         if not path or path in seen:

@@ -5,29 +5,42 @@ image ViTs in canonical names (:mod:`.image_vit`), the parameter report
 ViViT checkpoints to MMAction2 recognizers and of Model 1 back to
 HuggingFace (:mod:`.scenic`, :mod:`.hf`, :mod:`.recognizer`).
 
+Every name below is imported from its module when first used
+(``from vivit_mm.convert import write_recognizer`` works as usual), so
+``import vivit_mm``, which needs only the image ViT reading of inflation,
+does not load the converters of other formats.
+
 This package never imports ``transformers`` (only the tests use it, as the
 reference); ``safetensors`` and ``msgpack`` are imported by the functions
 that read or write those formats.
 """
-from .flax_io import load_flax_arrays, read_flax_msgpack
-from .hf import (convert_hf_model_dir, detect_hf_layout, export_hf_model_dir,
-                 hf_config_to_backbone, hf_to_vivit_state_dict,
-                 load_hf_model_dir, vivit_to_hf_state_dict)
-from .io import read_checkpoint, safe_load, unwrap_state_dict
-from .layouts import detect_layout
-from .recognizer import (check_against_config, recognizer_config,
-                         save_checkpoint, write_config, write_recognizer)
-from .report import InflationReport
-from .scenic import (ConvertedModel, convert_scenic_checkpoint,
-                     detect_scenic_model, find_params, scenic_to_vivit)
+import importlib
 
-__all__ = [
-    'safe_load', 'read_checkpoint', 'unwrap_state_dict', 'detect_layout',
-    'detect_hf_layout', 'hf_to_vivit_state_dict', 'vivit_to_hf_state_dict',
-    'hf_config_to_backbone', 'load_hf_model_dir', 'convert_hf_model_dir',
-    'export_hf_model_dir', 'recognizer_config', 'write_config',
-    'save_checkpoint', 'check_against_config', 'write_recognizer',
-    'read_flax_msgpack', 'load_flax_arrays', 'find_params',
-    'detect_scenic_model', 'scenic_to_vivit', 'convert_scenic_checkpoint',
-    'ConvertedModel', 'InflationReport'
-]
+#: Public name -> the module of this package that defines it.
+_HOMES = {
+    'load_flax_arrays': 'flax_io', 'read_flax_msgpack': 'flax_io',
+    'read_checkpoint': 'io', 'safe_load': 'io', 'unwrap_state_dict': 'io',
+    'detect_layout': 'layouts', 'InflationReport': 'report',
+    **dict.fromkeys(['convert_hf_model_dir', 'detect_hf_layout',
+                     'export_hf_model_dir', 'hf_config_to_backbone',
+                     'hf_to_vivit_state_dict', 'load_hf_model_dir',
+                     'vivit_to_hf_state_dict'], 'hf'),
+    **dict.fromkeys(['check_against_config', 'recognizer_config',
+                     'save_checkpoint', 'write_config', 'write_recognizer'],
+                    'recognizer'),
+    **dict.fromkeys(['ConvertedModel', 'convert_scenic_checkpoint',
+                     'detect_scenic_model', 'find_params', 'scenic_to_vivit'],
+                    'scenic'),
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    return getattr(importlib.import_module(f'.{home}', __name__), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOMES))

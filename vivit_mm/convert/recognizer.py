@@ -37,7 +37,10 @@ def test_pipeline(num_frames: int,
                   three_crop: bool = True,
                   test_scale: Optional[int] = None) -> List[dict]:
     """The multi-view test pipeline of a ViViT recognizer (see
-    :func:`recognizer_config` for the arguments)."""
+    :func:`recognizer_config` for the arguments): with the defaults, that
+    of ``configs/_base_/datasets/kinetics400_32x2_224.py`` (with
+    ``three_crop=False``, the SSv2 one), which an installed package cannot
+    read; ``tests/configs/test_configs.py`` keeps the two equal."""
     checks.positive_int(num_clips, 'num_clips')
     checks.positive_int(frame_interval, 'frame_interval')
     h, w = checks.int_pair(img_size, 'img_size')

@@ -90,10 +90,13 @@ def load_recognizer(config: str, checkpoint: str,
 
 def read_label_map(path: str,
                    num_classes: Optional[int] = None) -> List[str]:
-    """Class names, one per line (MMAction2's label map format); with
-    ``num_classes``, a ``ValueError`` unless there are that many."""
-    with open(os.path.expanduser(path), encoding='utf-8') as f:
-        names = [line.strip() for line in f if line.strip()]
+    """Class names, one per line (MMAction2's label map format, read by
+    mmengine's ``list_from_file``; surrounding blanks and empty lines are
+    dropped); with ``num_classes``, a ``ValueError`` unless there are that
+    many."""
+    from mmengine.fileio import list_from_file
+    names = [line.strip() for line in list_from_file(os.path.expanduser(path))
+             if line.strip()]
     if num_classes is not None and len(names) != num_classes:
         raise ValueError(f'--label-map {path!r} has {len(names)} class names '
                          f'but the model predicts {num_classes} classes.')

@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..compat import pred_score_of
 from ..utils import checks
 
 
@@ -27,8 +28,7 @@ def class_probabilities(model, result) -> torch.Tensor:
     its averaged scores (MMAction2 1.1's ``pred_scores.item`` or 1.2's
     ``pred_score``), soft-maxed unless the head averaged probabilities
     (``average_clips='prob'``)."""
-    scores = (result.pred_score if 'pred_score' in result
-              else result.pred_scores.item).float().cpu()
+    scores = pred_score_of(result).float().cpu()
     if model.cfg.model.cls_head.get('average_clips') != 'prob':
         scores = scores.softmax(-1)  # averaged logits -> probabilities
     return scores

@@ -4,17 +4,44 @@ probe, how the swept models look)."""
 import argparse
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 
-VARIANTS = ('m1', 'm2', 'm3', 'm4')
-VARIANT_NAMES = {
-    'm1': 'Model 1 (spatio-temporal)',
-    'm2': 'Model 2 (factorised encoder)',
-    'm3': 'Model 3 (factorised self-attention)',
-    'm4': 'Model 4 (factorised dot-product)',
-}
+#: ``configs/`` of this checkout: the variants are the model base configs
+#: ``_base_/models/vivit_<variant>.py`` (``m1`` ... ``m4``).
+CONFIG_DIR = Path(__file__).resolve().parents[3] / 'configs'
+
+
+def variant_names() -> Tuple[str, ...]:
+    """The variants the benchmark can sweep: one per model base config."""
+    return tuple(sorted(p.stem[len('vivit_'):] for p in
+                        (CONFIG_DIR / '_base_' / 'models').glob('vivit_*.py')))
+
+
+def parse_width(text: str) -> Dict[str, int]:
+    """``--arch``: a name of the backbones' arch zoo (``b``, ``l``, ``h``,
+    ...) or ``'embed_dims,num_heads,mlp'`` -> width settings.
+
+    Raises:
+        ValueError: ``text`` is neither; the message names ``--arch``.
+    """
+    from vivit_mm.models.backbones.base import BaseViViT
+    if text.lower() in BaseViViT.arch_zoo:
+        arch = BaseViViT.parse_arch(text)
+        return {k: arch[k] for k in WIDTH_KEYS}
+    try:
+        return dict(zip(WIDTH_KEYS, (int(v) for v in text.split(',')),
+                        strict=True))
+    except ValueError:
+        raise ValueError(
+            f'--arch must be one of {sorted(BaseViViT.arch_zoo)} or '
+            f'"embed_dims,num_heads,mlp", got {text!r}') from None
+
+
+#: What ``--arch`` sets (``--layers`` sets the depth).
+WIDTH_KEYS = ('embed_dims', 'num_heads', 'feedforward_channels')
 #: Frame counts and image size swept when no config is given.
 DEFAULT_FRAMES = (4, 8, 16, 32)
 DEFAULT_IMG_SIZE = 160
@@ -39,7 +66,7 @@ class Settings:
     """
 
     config: Optional[str] = None
-    variants: Tuple[str, ...] = VARIANTS
+    variants: Optional[Tuple[str, ...]] = None  # None: all
     device: str = 'auto'
     frames: Optional[Tuple[int, ...]] = None
     img_size: Optional[int] = None
@@ -47,7 +74,7 @@ class Settings:
     tubelet_size: Optional[int] = None
     batch: int = 2
     layers: int = 4
-    arch: Optional[Dict[str, int]] = None  # embed_dims, num_heads, mlp
+    arch: Optional[Union[str, Dict[str, int]]] = None  # see parse_width
     warmup: int = 1
     iters: int = 5
     threads: int = 0
@@ -70,6 +97,10 @@ class Settings:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+        if self.variants is None:
+            object.__setattr__(self, 'variants', variant_names())
+        if isinstance(self.arch, str):
+            object.__setattr__(self, 'arch', parse_width(self.arch))
         if self.config is None:
             if self.frames is None:
                 object.__setattr__(self, 'frames', DEFAULT_FRAMES)
@@ -79,10 +110,10 @@ class Settings:
         object.__setattr__(self, 'device', _resolve_device(self.device))
 
     def _check(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
+        unknown = [v for v in self.variants if v not in variant_names()]
         if unknown:
             raise ValueError(f'--variants: unknown {unknown}, choose from '
-                             f'{list(VARIANTS)}')
+                             f'{list(variant_names())}')
         if self.peak_tflops is not None and self.peak_tflops <= 0:
             raise ValueError(
                 f'--peak-tflops must be positive, got {self.peak_tflops}')
@@ -158,5 +189,5 @@ class Context:
                     shape_text=self.shape_text, width_text=self.width_text)
 
 
-__all__ = ['Settings', 'Context', 'GemmProbe', 'VARIANTS', 'VARIANT_NAMES',
-           'DEFAULT_FRAMES', 'DEFAULT_IMG_SIZE']
+__all__ = ['Settings', 'Context', 'GemmProbe', 'variant_names', 'parse_width',
+           'CONFIG_DIR', 'DEFAULT_FRAMES', 'DEFAULT_IMG_SIZE']

@@ -1,6 +1,6 @@
 """The report's sections, in the order a run writes them; each takes the
-report, the :class:`~vivit_mm.benchmark.settings.Settings` and the
-:class:`~vivit_mm.benchmark.settings.Context`."""
+report, the :class:`~vivit_bench.settings.Settings` and the
+:class:`~vivit_bench.settings.Context`."""
 from .amp import amp_section, bf16_peak_flops
 from .checkpoint import checkpoint_section
 from .compare import compare_section

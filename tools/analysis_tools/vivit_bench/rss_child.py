@@ -1,7 +1,7 @@
-"""The child process of :func:`vivit_mm.benchmark.timing.peak_memory`:
+"""The child process of :func:`vivit_bench.timing.peak_memory`:
 the peak RSS growth of one training step, printed as JSON.
 
-    python -m vivit_mm.benchmark.rss_child '{"cfg": {...}, "batch": 2,
+    python -m vivit_bench.rss_child '{"cfg": {...}, "batch": 2,
                                               "threads": 2}'
 
 glibc is told to serve every allocation of 64 KiB or more by ``mmap``
@@ -43,5 +43,5 @@ def run(job: str) -> None:
 
 if __name__ == '__main__':
     if len(sys.argv) != 2:
-        sys.exit('usage: python -m vivit_mm.benchmark.rss_child JOB_JSON')
+        sys.exit('usage: python -m vivit_bench.rss_child JOB_JSON')
     run(sys.argv[1])

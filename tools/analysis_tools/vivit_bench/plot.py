@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from .report import MiB
-from .settings import VARIANT_NAMES
 
 #: ``(sweep record key, panel title)``, one panel each where present.
 PANELS = (('fwd_clips_s', 'forward clips/s'),
@@ -38,13 +37,15 @@ def plot(data: dict, path: Path) -> None:
 def _panel(ax, data: dict, key: str, label: str) -> None:
     """One log-log panel: ``key`` of every swept model against frames."""
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    from .cases import variant_label
     records = data['sweep']
     for name in sorted({r['name'] for r in records}):
         rs = sorted((r for r in records if r['name'] == name),
                     key=lambda r: r['frames'])
         ys = [r[key] / (MiB if key == 'act_bytes' else 1) for r in rs]
         ax.plot([r['frames'] for r in rs], ys, marker='o',
-                label=VARIANT_NAMES.get(name, name))
+                label=variant_label(name))
     explicit = [r for r in data.get('m1_attention_memory', [])
                 if not r['fused']]
     if key == 'act_bytes' and explicit:

@@ -3,7 +3,6 @@ variants (``configs/_base_/models/vivit_m{1,2,3,4}.py``) or a config's
 backbone at the run's shape, HuggingFace's ``VivitModel`` and MMAction2's
 ``TimeSformer``."""
 import copy
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -12,10 +11,7 @@ from torch import nn
 from vivit_mm.utils.build import build_model
 from vivit_mm.utils.complexity import backbone_input_shape, count_macs
 
-from .settings import Settings
-
-#: ``configs/`` of this checkout (the variants' base configs live there).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs'
+from .settings import CONFIG_DIR, Settings, variant_names
 Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 NamedCfg = Tuple[str, dict]
 
@@ -97,6 +93,17 @@ def variant_cfg(variant: str, s: Settings, frames: int, img_size: int,
     benchmark's shape."""
     base = load_backbone(CONFIG_DIR / f'_base_/models/vivit_{variant}.py')
     return backbone_cfg(base, s, frames, img_size, **overrides)
+
+
+def variant_label(name: str) -> str:
+    """``'Model N (ViViTMN)'`` of a variant (its registered backbone), else
+    ``name``, for plot legends."""
+    from mmaction.registry import MODELS
+    if name not in variant_names():
+        return name
+    cls = MODELS.get(load_backbone(
+        CONFIG_DIR / f'_base_/models/vivit_{name}.py')['type'])
+    return f'Model {cls.paper_model} ({cls.__name__})'
 
 
 def sweep_cfgs(s: Settings) -> Dict[int, List[NamedCfg]]:
@@ -234,5 +241,5 @@ def timesformer_case(name: str, m3_cfg: dict, batch: int, device) -> Case:
 
 __all__ = ['Case', 'backbone_cfg', 'variant_cfg',
            'sweep_cfgs', 'config_backbone', 'section_cfgs', 'section_shape',
-           'describe', 'build', 'vivit_case', 'sweep_cases', 'hf_vivit_case',
+           'describe', 'variant_label', 'build', 'vivit_case', 'sweep_cases', 'hf_vivit_case',
            'timesformer_case', 'macs_of', 'video_input', 'load_backbone']

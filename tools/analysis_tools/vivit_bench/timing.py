@@ -1,4 +1,4 @@
-"""Measuring :class:`~vivit_mm.benchmark.cases.Case` objects: interleaved
+"""Measuring :class:`~vivit_bench.cases.Case` objects: interleaved
 timing with the GEMM probe, utilisation, activation bytes and the peak
 memory of a training step."""
 import json
@@ -17,8 +17,10 @@ from .settings import Context, Settings
 
 #: Name of the GEMM probe among the timed callables.
 GEMM = 'fp32 GEMM probe'
-#: The package root, put on the child's ``PYTHONPATH``.
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+#: Put on the child's ``PYTHONPATH``: ``tools/analysis_tools`` (this
+#: package) and the repository root (``vivit_mm``, when not installed).
+CHILD_PATH = (Path(__file__).resolve().parents[1],
+              Path(__file__).resolve().parents[3])
 
 
 def time_cases(cases: List[Case], s: Settings, ctx: Context, train: bool
@@ -64,7 +66,7 @@ def peak_memory(case: Case, s: Settings, ctx: Context) -> Optional[int]:
     temporaries), or None with ``--no-step-peak`` or when the child fails.
 
     GPU: growth of ``torch.cuda.max_memory_allocated``. CPU: peak RSS growth
-    of the step in a fresh process (:mod:`vivit_mm.benchmark.rss_child`),
+    of the step in a fresh process (:mod:`vivit_bench.rss_child`),
     since in this process the allocator keeps memory freed by earlier cases.
     """
     case.model.train()
@@ -78,12 +80,13 @@ def peak_memory(case: Case, s: Settings, ctx: Context) -> Optional[int]:
 
 
 def child_peak(job: str) -> Optional[int]:
-    """Run :mod:`vivit_mm.benchmark.rss_child` on ``job`` (JSON); its
+    """Run :mod:`vivit_bench.rss_child` on ``job`` (JSON); its
     ``peak``, or None (with the child's error printed) when it fails."""
     path = os.pathsep.join(
-        p for p in (str(PACKAGE_ROOT), os.environ.get('PYTHONPATH')) if p)
+        p for p in (*map(str, CHILD_PATH), os.environ.get('PYTHONPATH'))
+        if p)
     proc = subprocess.run(
-        [sys.executable, '-m', 'vivit_mm.benchmark.rss_child', job],
+        [sys.executable, '-m', 'vivit_bench.rss_child', job],
         capture_output=True, text=True,
         env=dict(os.environ, PYTHONPATH=path))
     lines = proc.stdout.strip().splitlines()

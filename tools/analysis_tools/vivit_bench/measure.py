@@ -1,4 +1,4 @@
-"""Measurement helpers of the benchmark (:mod:`vivit_mm.benchmark`).
+"""Measurement helpers of the benchmark (:mod:`vivit_bench`).
 
 Everything here measures; nothing here builds models:
 
