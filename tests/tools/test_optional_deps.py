@@ -53,10 +53,9 @@ def test_require_names_the_extra(monkeypatch):
     ('tools/analysis_tools/benchmark_onnx.py', ['onnxruntime'], [K400],
      "error: benchmark_onnx.py needs onnxruntime: pip install -e "
      "'.[deploy]' (or pip install onnxruntime)."),
-    ('tools/analysis_tools/benchmark_pipeline.py', ['av'],
-     [K400, '--videos', REPO / 'tests'],
-     'error: benchmark_pipeline.py (video description) needs av: pip '
-     "install -e '.[pyav]' (or pip install av)."),
+    ('tools/analysis_tools/benchmark_pipeline.py', ['av'], [K400],
+     'error: benchmark_pipeline.py (generating videos; --videos DIR uses '
+     "yours) needs av: pip install -e '.[pyav]' (or pip install av)."),
     ('tools/analysis_tools/benchmark.py', ['transformers'],
      ['--variants', 'm1', '--out-dir', 'unused'],
      'error: benchmark.py (without --no-compare) needs transformers: pip '
@@ -94,6 +93,22 @@ def test_train_tensorboard(trained, tmp_path):
         "tensorboard: pip install -e '.[tensorboard]' (or pip install "
         'tensorboard).')
     assert not (tmp_path / 'wd').exists()
+
+
+def test_pipeline_benchmark_on_your_videos_needs_no_pyav(tmp_path):
+    """--videos DIR with the config's decoder (decord) and OpenCV's video
+    description: the base install."""
+    from tests.tools.helpers import write_video
+    write_video(tmp_path / 'a.mp4', 64, 48, 40, seed=0)
+    proc = without(['av', 'torchcodec'],
+                   'tools/analysis_tools/benchmark_pipeline.py', K400,
+                   '--split', 'test', '--videos', tmp_path, '--num-clips',
+                   '1', '--model-clips-per-s', '1', '--out-dir',
+                   tmp_path / 'out')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [row] = [ln for ln in proc.stdout.splitlines() if 'a.mp4' in ln]
+    assert [c.strip() for c in row.strip('|').split('|')] == [
+        'a.mp4', '64x48', '8', '5.0', 'mpeg4']
 
 
 def test_base_install_tool_needs_none_of_them():

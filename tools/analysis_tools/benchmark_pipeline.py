@@ -154,10 +154,13 @@ def paper_models(rep, args, s, pl, Config):
 def main(argv=None):
     args = parse_args(argv)
     from vivit_mm.utils.optional import require_or_exit
-    # PyAV: generating videos, describing them, the pyav-index decoder
-    # (--decoders reports unavailable decoders itself).
-    require_or_exit('av', purpose='benchmark_pipeline.py (video '
-                    + ('description' if args.videos else 'generation') + ')')
+    # PyAV encodes the generated videos and is the pyav-index decoder;
+    # --videos DIR with the config's decoder needs the base install only.
+    if not args.videos:
+        require_or_exit('av', purpose='benchmark_pipeline.py (generating '
+                        'videos; --videos DIR uses yours)')
+    if args.decoder == 'pyav-index':
+        require_or_exit('av', purpose='--decoder pyav-index')
     import cv2
     import torch
     from mmengine.config import Config

@@ -156,18 +156,34 @@ def list_videos(folder) -> List[Path]:
     return found
 
 
+#: OpenCV FourCC codes -> FFmpeg codec names.
+FOURCC_NAMES = {'avc1': 'h264', 'vp90': 'vp9', 'vp09': 'vp9', 'vp80': 'vp8',
+                'mp4v': 'mpeg4', 'fmp4': 'mpeg4', 'hev1': 'hevc',
+                'hvc1': 'hevc', 'av01': 'av1'}
+
+
 def describe(paths: Sequence[Path]) -> List[dict]:
-    """Size, frame rate, frames and codec of each video (PyAV)."""
-    import av
+    """Size, frame rate, duration and codec (FourCC) of each video, read
+    with OpenCV (the base install: no PyAV needed)."""
+    import cv2
     rows = []
     for p in paths:
-        with av.open(str(p)) as c:
-            s = c.streams.video[0]
-            rows.append(dict(name=p.name, width=s.codec_context.width,
-                             height=s.codec_context.height,
-                             fps=float(s.average_rate or 0),
-                             codec=s.codec_context.name,
-                             seconds=float(c.duration or 0) / 1e6))
+        cap = cv2.VideoCapture(str(p))
+        try:
+            if not cap.isOpened():
+                raise ValueError(f'--videos: cannot open {p}')
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0)
+            frames = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            code = int(cap.get(cv2.CAP_PROP_FOURCC))
+            codec = ''.join(chr((code >> 8 * i) & 0xFF)
+                            for i in range(4)).strip('\x00 ').lower()
+            codec = FOURCC_NAMES.get(codec, codec or '?')
+            rows.append(dict(
+                name=p.name, width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), fps=fps,
+                codec=codec, seconds=frames / fps if fps else 0.0))
+        finally:
+            cap.release()
     return rows
 
 
