@@ -119,13 +119,14 @@ def test_mismatching_checkpoint_fails_before_export(files, capsys):
     config, ckpt, out = files
     err = refused(capsys, out, config, ckpt, '--cfg-options',
                   'model.cls_head.num_classes=7')
-    assert 'Config/weights mismatch' in err
-    assert 'cls_head.fc_cls.weight: weights [5, 32] vs config [7, 32]' in err
+    assert f"Checkpoint '{ckpt}' does not fit the ViViTHead head" in err
+    assert 'cls_head.fc_cls.weight: checkpoint [5, 32], model [7, 32]' in err
+    assert 'another class count: 5 classes in the checkpoint, 7' in err
     err = refused(capsys, out, config, ckpt, '--cfg-options',
                   'model.backbone.arch.embed_dims=64',
                   'model.cls_head.in_channels=64')
-    assert 'backbone.layers.0.mlp.fc2.weight: weights [32, 64] vs config ' \
-        '[64, 64]' in err
+    assert f"Checkpoint '{ckpt}' does not fit the ViViTM1 backbone" in err
+    assert 'another width: embed_dims 32 in the checkpoint, 64 here' in err
 
 
 def test_bad_config_fails_clearly(files, tmp_path, capsys):

@@ -119,3 +119,17 @@ def test_training_refuses_a_misfit_backbone_unless_allowed(weights):
     configure_load_checks(model, allow_backbone_misfit=True)
     with pytest.raises(CheckpointMisfitError):
         load_checkpoint(model, WEIGHTS, map_location='cpu')
+
+
+def test_deploy_loader_resizes_and_names_the_file(weights):
+    """vivit_mm.deploy.loading.load_recognizer (extract_features.py,
+    vis_attention.py, export_onnx.py) goes through the same checks."""
+    from vivit_mm.deploy.loading import load_recognizer
+    model = load_recognizer(CONFIG, WEIGHTS,
+                            {'model.backbone.num_frames': 16})
+    assert model.backbone.temporal_pos_embed.shape[1] == 16 + 1
+    assert not model.training
+    with pytest.raises(CheckpointMisfitError,
+                       match=f"^Checkpoint '{WEIGHTS}' does not fit the "
+                       'ViViTHead head'):
+        load_recognizer(CONFIG, WEIGHTS, {'model.cls_head.num_classes': 3})

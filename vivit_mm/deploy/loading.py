@@ -78,14 +78,31 @@ def check_checkpoint(checkpoint: str, cfg: Config) -> None:
 def load_recognizer(config: str, checkpoint: str,
                     cfg_options: Optional[dict] = None,
                     device: str = 'cpu'):
-    """Check ``config`` and ``checkpoint`` (:func:`load_config`,
-    :func:`check_checkpoint`), then ``mmaction.apis.init_recognizer`` on
-    ``device`` (eval mode)."""
+    """The recognizer of ``config`` (checked by :func:`load_config`) with
+    the weights of ``checkpoint``, on ``device``, in eval mode.
+
+    The file is refused before it is unpickled if it names globals a
+    weights-only load refuses (``ValueError``), then loaded through the
+    model's load checks (:mod:`vivit_mm.models.utils.load_checks`): a
+    checkpoint that does not fit is refused with a
+    ``CheckpointMisfitError`` (a ``ValueError``) that names the file and
+    the likely cause; position tables made for another number of frames or
+    resolution are resized."""
     from mmaction.apis import init_recognizer
+    from mmengine.runner import load_checkpoint
+
+    from ..convert.io import disallowed_globals, refusal_message
+    from ..models.utils.load_checks import configure_load_checks
     cfg = load_config(config, cfg_options)
-    check_checkpoint(checkpoint, cfg)
-    return init_recognizer(cfg, os.path.expanduser(checkpoint),
-                           device=device)
+    path = os.path.expanduser(os.fspath(checkpoint))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
+    if disallowed_globals(path):
+        raise ValueError(refusal_message(path))
+    model = init_recognizer(cfg, None, device='cpu')
+    configure_load_checks(model, source=f'Checkpoint {path!r}')
+    load_checkpoint(model, path, map_location='cpu')
+    return model.to(device)
 
 
 def read_label_map(path: str,
