@@ -39,22 +39,16 @@ from torch import nn
 def token_features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The final token features of a ViViT backbone: ``[B, C, T, H, W]`` ->
     ``[B, n_t, n_h, n_w, D]`` (see the module docstring for what they are
-    per variant)."""
+    per variant): its ``'featmap'`` output of the image encoder's last
+    block (``num_layers - 1``; Model 2's temporal blocks come after it and
+    do not run)."""
     from ..models.backbones.base import BaseViViT
     if not isinstance(backbone, BaseViViT):
         raise ValueError('token features need a ViViT backbone, got '
                          f'{type(backbone).__name__}.')
-    backbone._check_input(x)
-    n_t, n_h, n_w = backbone.grid
-    tokens = backbone.patch_embed(x)  # [B, n_t, n_s, D]
-    B = tokens.shape[0]
-    if backbone.paper_model == 2:  # the spatial encoder, per temporal index
-        tokens = tokens.flatten(0, 1)  # [B * n_t, n_s, D]
-    else:
-        tokens = tokens.flatten(1, 2)  # [B, n_t * n_s, D]
-    out = backbone._encode(tokens, backbone.encoders[0], pool=False)
-    out = out[:, backbone.num_extra_tokens:]  # without the CLS token
-    return out.reshape(B, n_t, n_h, n_w, out.shape[-1])
+    featmap = backbone.forward_outputs(
+        x, out_type='featmap', out_indices=backbone.num_layers - 1)
+    return featmap.permute(0, 2, 3, 4, 1)  # [B, n_t, n_h, n_w, D]
 
 
 def load_views(model: nn.Module, filename: str,

@@ -38,6 +38,15 @@ def non_negative_int(value: Any, name: str, where: str = '',
     return int(value)
 
 
+def int_in_range(value: Any, name: str, low: int, high: int,
+                 where: str = '', hint: str = '') -> int:
+    """``value`` as an int in ``[low, high]``."""
+    if not _is_int(value) or not low <= value <= high:
+        raise ValueError(_say(where, f'{name} must be an int in [{low}, '
+                              f'{high}]{hint}, got {value!r}.'))
+    return int(value)
+
+
 def flag(value: Any, name: str, where: str = '') -> bool:
     """``value``, which must be True or False."""
     if not isinstance(value, bool):

@@ -32,18 +32,36 @@ import torch
 
 from ..models.backbones.base import BaseViViT
 
-#: How each map is read out, by paper model number (``{pooling}`` filled in).
+#: How each map is read out, by the backbone's structure (see
+#: :func:`structure`; ``{depth}`` and ``{read}`` filled in).
 METHODS = {
-    1: 'rollout over the {depth} blocks of joint attention, read at {read}',
-    2: 'rollout of the spatial encoder ({depth} blocks) per temporal index, '
-       'read at {read}, times the rollout of the temporal encoder over the '
-       'temporal indices',
-    3: 'rollout composing the spatial and the temporal attention of each of '
-       'the {depth} blocks in the order they run, read at {read}',
-    4: 'rollout over the {depth} blocks of factorised dot-product attention '
-       '(each block: the average of its temporal and its spatial heads), '
-       'read at {read}',
+    'joint': 'rollout over the {depth} blocks of joint attention, read at '
+             '{read}',
+    'factorised_encoder':
+        'rollout of the spatial encoder ({depth} blocks) per temporal index, '
+        'read at {read}, times the rollout of the temporal encoder over the '
+        'temporal indices',
+    'factorised_self_attention':
+        'rollout composing the spatial and the temporal attention of each of '
+        'the {depth} blocks in the order they run, read at {read}',
+    'factorised_dot_product':
+        'rollout over the {depth} blocks of factorised dot-product attention '
+        '(each block: the average of its temporal and its spatial heads), '
+        'read at {read}',
 }
+
+
+def structure(backbone: BaseViViT) -> str:
+    """Which of :data:`METHODS` fits ``backbone``, asked from its public
+    structure: an image encoder that sees one temporal index at a time
+    (Model 2's factorised encoder), else its blocks' attention layout."""
+    first = backbone.encoders[0]
+    if len(backbone.encoders) > 1 or first.grid != backbone.grid:
+        return 'factorised_encoder'
+    layout = backbone.attention_layout()
+    if len(layout) > 1:
+        return 'factorised_self_attention'
+    return 'factorised_dot_product' if len(layout[0][1]) > 1 else 'joint'
 
 
 class Recording:
@@ -213,32 +231,32 @@ def attention_maps(rec: Recording) -> AttentionMaps:
     cls = bb.pooling == 'token'
     grid = bb.grid
     read = 'the CLS token' if cls else 'the mean of all tokens (gap)'
-    spatial = rec.layers('')
-    if bb.paper_model == 2:
+    spatial = rec.layers(bb.encoders[0].prefix)
+    kind = structure(bb)
+    if kind == 'factorised_encoder':
         B = spatial[0][0].shape[0] // grid[0]
         frame = _read(rollout(spatial), cls).reshape(B, grid[0], -1)
         last = _read(spatial[-1][-1].mean(1), cls).reshape(B, grid[0], -1)
-        if 'temporal_' in rec.modules:
-            temporal = rec.layers('temporal_')
+        if len(bb.encoders) > 1:
+            temporal = rec.layers(bb.encoders[1].prefix)
             over_time = _read(rollout(temporal), cls)  # [B, n_t]
             last_t = _read(temporal[-1][-1].mean(1), cls)
         else:  # average-pool baseline: every temporal index weighs 1 / n_t
             over_time = last_t = torch.full((B, grid[0]), 1 / grid[0])
         maps = over_time[..., None] * frame
         cls_maps = last_t[..., None] * last
-        depth = bb.num_layers
+        depth = bb.encoders[0].depth
     else:
         maps = _read(rollout(spatial), cls)
         cls_maps = _read(spatial[-1][-1].mean(1), cls)
         depth = len(spatial)
     shape = (maps.shape[0], *grid)
-    method = dict(rollout=METHODS[bb.paper_model].format(depth=depth,
-                                                         read=read))
+    method = dict(rollout=METHODS[kind].format(depth=depth, read=read))
     if cls:
         method['cls_attention'] = (
             'CLS attention of the last block, averaged over heads' +
             (' (last spatial block per temporal index, times the last '
-             'temporal block)' if bb.paper_model == 2 else ''))
+             'temporal block)' if kind == 'factorised_encoder' else ''))
     return AttentionMaps(
         rollout=maps.reshape(shape),
         cls_attention=cls_maps.reshape(shape) if cls else None,

@@ -7,12 +7,10 @@ block (:meth:`BaseViViT.attention_layout`) and, for Model 2, which encoders
 run on which tokens (:meth:`BaseViViT._build_encoders`).
 """
 import copy
-import logging
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch import nn
@@ -20,12 +18,13 @@ from torch.utils.checkpoint import checkpoint
 
 from ...utils import checks
 from ..utils.embed import TubeletEmbedding, UniformFrameEmbedding
-from ..utils.pos_embed import (infer_token_grid, resize_pos_embed_3d,
-                               split_extra_tokens)
 from ..utils.transformer import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG,
                                  JOINT_ATTENTION, AttentionLayout,
                                  TransformerBlock, build_norm,
                                  drop_path_rates, norm_name)
+from .outputs import check_out_indices, check_out_type, format_output
+from .pos_tables import PosTablesMixin
+from .stages import StagesMixin
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,11 @@ class Encoder:
         return self.prefix + name
 
 
-class BaseViViT(BaseModule):
+class BaseViViT(StagesMixin, PosTablesMixin, BaseModule):
     """Common base of ViViT backbones (Arnab et al., ICCV 2021).
 
     Input ``[B, C, T, H, W]`` (what MMAction2's ``Recognizer3D`` passes),
-    output the pooled feature ``[B, D]``.
+    output by default the pooled feature ``[B, D]``.
 
     Args:
         arch (str | dict): ``'b'``/``'base'``, ``'l'``/``'large'``,
@@ -95,6 +94,23 @@ class BaseViViT(BaseModule):
             Defaults to False.
         fused_attn (bool): Fused ``scaled_dot_product_attention`` (True) or
             the explicit formula (False, for tests). Defaults to True.
+        frozen_stages (int): Freeze (no gradient, eval mode) the tokeniser,
+            the CLS token and position table and the first
+            ``frozen_stages`` blocks, numbered across the encoders (Model 2:
+            spatial, then temporal); see :meth:`frozen_parts`. Defaults to
+            0 (nothing frozen).
+        out_type (str, optional): ``'cls_token'``, ``'avg_featmap'``,
+            ``'featmap'`` or ``'raw'`` (see :mod:`.outputs`). Defaults to
+            the pooled feature of ``pooling`` (``'cls_token'`` for
+            ``'token'``, ``'avg_featmap'`` for ``'gap'``).
+        out_indices (int | Sequence[int]): The blocks to output (``-1``:
+            the last); an int gives one tensor, a sequence a tuple.
+            Defaults to -1.
+        interpolate_pos_embed (bool): Accept inputs of another number of
+            frames or resolution (divisible by the tubelet and patch size)
+            by resizing the position tables at run time, as they are
+            resized when a checkpoint of another size is loaded. Defaults
+            to False (such an input raises ``ValueError``).
         init_cfg (dict | list, optional): mmengine initialisation config,
             applied after the default initialisation (see
             :meth:`init_weights`).
@@ -138,6 +154,10 @@ class BaseViViT(BaseModule):
                  norm_cfg: dict = DEFAULT_NORM_CFG,
                  with_cp: bool = False,
                  fused_attn: bool = True,
+                 frozen_stages: int = 0,
+                 out_type: Optional[str] = None,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 interpolate_pos_embed: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = self.parse_arch(arch)
@@ -169,6 +189,10 @@ class BaseViViT(BaseModule):
         self.norm_cfg = copy.deepcopy(norm_cfg)
         self.with_cp = checks.flag(with_cp, 'with_cp')
         self.fused_attn = checks.flag(fused_attn, 'fused_attn')
+        self.interpolate_pos_embed = checks.flag(interpolate_pos_embed,
+                                                 'interpolate_pos_embed')
+        where = type(self).__name__
+        self.out_type = check_out_type(out_type, self.pooling, where)
 
         # [n_t, n_h, n_w]: the token grid.
         self.grid = (self.num_frames // self.tubelet_size,
@@ -181,6 +205,10 @@ class BaseViViT(BaseModule):
         self.drop_after_pos = nn.Dropout(self.drop_rate)
         self.encoders: List[Encoder] = []
         self._build_encoders()
+        self.out_indices, self._single_output = check_out_indices(
+            out_indices, self.num_blocks, where)
+        self.frozen_stages = self._check_frozen_stages(frozen_stages)
+        self._freeze_stages()
         # A checkpoint made for another number of frames or resolution gets
         # its position tables resized when it is loaded (load_from,
         # load_checkpoint, load_state_dict), as mmpretrain's ViT does.
@@ -313,86 +341,100 @@ class BaseViViT(BaseModule):
                 for extra, image in ((name, 'attn'),
                                      (norm_name(name), 'norm1'))]
 
-    # ------------------------------------------------------- checkpoints
-    def _resize_pos_embeds(self, state_dict, prefix, *args, **kwargs) -> None:
-        """Load-time pre-hook: resize a checkpoint's position tables made
-        for another number of frames (linear over time) or resolution
-        (bicubic over space) to this backbone's grid, and log it."""
-        for encoder in self.encoders:
-            name, grid = encoder.key('pos_embed'), encoder.grid
-            key = prefix + name
-            table = state_dict.get(key, None)
-            ours = getattr(self, name)
-            if not torch.is_tensor(table) or table.shape == ours.shape:
-                continue
-            extra = self.num_extra_tokens
-            if table.dim() != 3 or table.shape[0] != 1 \
-                    or table.shape[2] != ours.shape[2] \
-                    or table.shape[1] <= extra:
-                continue  # not a resizable table: load_state_dict reports
-            try:
-                src = infer_token_grid(table.shape[1] - extra, grid,
-                                       temporal=encoder.resize_time,
-                                       spatial=encoder.resize_space)
-            except ValueError as e:
-                raise ValueError(
-                    f'Loading {key} of shape {list(table.shape)} into shape '
-                    f'{list(ours.shape)}: {e} (To start from an image ViT '
-                    'checkpoint, use ViViTInitHook or '
-                    'vivit_mm.inflate_image_weights, not load_from or '
-                    'init_cfg.)') from None
-            cls_entries, entries = split_extra_tokens(table, extra)
-            state_dict[key] = torch.cat(
-                [cls_entries, resize_pos_embed_3d(entries, src, grid)], dim=1)
-            how = ([] if src[1:] == grid[1:] else ['bicubic over space']) + \
-                ([] if src[0] == grid[0] else ['linear over time'])
-            print_log(
-                f'{type(self).__name__}: resized {key} from the '
-                f'(n_t, n_h, n_w) = {src} grid of the checkpoint to {grid} '
-                f'({", ".join(how)}).',
-                logger='current', level=logging.WARNING)
-
     # ------------------------------------------------------------- forward
-    def _check_input(self, x: torch.Tensor) -> None:
-        expected = (self.in_channels, self.num_frames, *self.img_size)
-        if x.dim() != 5 or tuple(x.shape[1:]) != expected:
+    def _token_grid(self, x: torch.Tensor) -> Tuple[int, int, int]:
+        """The token grid of input ``x``, checked: the built grid, or with
+        ``interpolate_pos_embed`` any grid the tubelet and patch divide."""
+        C, T, H, W = (self.in_channels, self.num_frames, *self.img_size)
+        t, (p_h, p_w) = self.tubelet_size, self.patch_size
+        ok = x.dim() == 5 and x.shape[1] == C
+        if self.interpolate_pos_embed:
+            T, H, W = x.shape[2:] if ok else (0, 0, 0)
+            if not (min(T, H, W) > 0 and T % t == H % p_h == W % p_w == 0):
+                raise ValueError(
+                    f'{type(self).__name__} (interpolate_pos_embed=True) '
+                    f'expects input [B, {C}, T, H, W] with T divisible by '
+                    f'tubelet_size {t} and H, W by patch_size '
+                    f'{self.patch_size}, got {list(x.shape)}.')
+        elif not ok or tuple(x.shape[2:]) != (T, H, W):
             raise ValueError(
                 f'{type(self).__name__} expects input [B, C, T, H, W] = '
-                f'[B, {", ".join(map(str, expected))}], got '
-                f'{list(x.shape)}. Set the backbone\'s num_frames/img_size '
-                'to match the pipeline (SampleFrames clip_len, crop size) '
-                "and use FormatShape(input_format='NCTHW').")
+                f'[B, {C}, {T}, {H}, {W}], got {list(x.shape)}. Set the '
+                "backbone's num_frames/img_size to match the pipeline "
+                '(SampleFrames clip_len, crop size) and use '
+                "FormatShape(input_format='NCTHW'), or build it with "
+                'interpolate_pos_embed=True.')
+        return T // t, H // p_h, W // p_w
 
-    def _run_layers(self, layers: nn.ModuleList,
-                    x: torch.Tensor) -> torch.Tensor:
-        use_cp = self.with_cp and self.training and torch.is_grad_enabled()
-        for layer in layers:
-            x = checkpoint(layer, x, use_reentrant=False) if use_cp \
-                else layer(x)
-        return x
-
-    def _encode(self, tokens: torch.Tensor, encoder: Encoder,
-                pool: bool = True) -> torch.Tensor:
-        """One encoder: ``[B, N, D]`` tokens -> prepend CLS, add the position
-        embedding, run the blocks, final norm -> ``[B, N (+1), D]``, pooled
-        to ``[B, D]`` unless ``pool=False``."""
+    def _run_encoder(self, tokens: torch.Tensor, k: int,
+                     grid: Tuple[int, int, int],
+                     keep) -> Dict[int, torch.Tensor]:
+        """Encoder ``k`` on ``[B', n, D]`` tokens on its token ``grid``:
+        prepend the CLS token, add the position table, run the blocks up to
+        the last one in ``keep`` (its local block indices). Returns the
+        output ``[B', extra + n, D]`` of every block in ``keep``; the
+        encoder's last block is read after its final norm."""
+        encoder = self.encoders[k]
         cls_token = getattr(self, encoder.key('cls_token'))
         if cls_token is not None:
             tokens = torch.cat(
                 [cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        x = self.drop_after_pos(tokens + getattr(self,
-                                                 encoder.key('pos_embed')))
-        x = self._run_layers(getattr(self, encoder.key('layers')), x)
-        x = getattr(self, encoder.key('norm'))(x)
-        if not pool:
-            return x
-        return x[:, 0] if cls_token is not None else x.mean(dim=1)
+        x = tokens + self.pos_embed_at(k, grid)
+        if not self.inputs_frozen(k):
+            x = self.drop_after_pos(x)
+        layers = getattr(self, encoder.key('layers'))
+        # factorised attention on another grid than the built one
+        block_grid = None if grid == encoder.grid \
+            else (grid[0], grid[1] * grid[2])
+        args = () if block_grid is None else (block_grid, )
+        use_cp = self.with_cp and self.training and torch.is_grad_enabled()
+        outs = {}
+        for i in range(max(keep) + 1):
+            x = checkpoint(layers[i], x, *args, use_reentrant=False) \
+                if use_cp else layers[i](x, *args)
+            if i == encoder.depth - 1:
+                x = getattr(self, encoder.key('norm'))(x)
+            if i in keep:
+                outs[i] = x
+        return outs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, T, H, W]`` -> ``[B, D]``."""
-        self._check_input(x)
-        tokens = self.patch_embed(x).flatten(1, 2)  # [B, n_t * n_s, D]
-        return self._encode(tokens, self.encoders[0])
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B', extra + n, D] -> [B', D]``: the CLS token, or the mean."""
+        return x[:, 0] if self.num_extra_tokens else x.mean(dim=1)
+
+    def _forward_blocks(self, tokens: torch.Tensor,
+                        grid: Tuple[int, int, int], wanted):
+        """``[B, n_t, n_s, D]`` tokens -> ``{block: (x, repeats, grid)}``
+        for the blocks in ``wanted`` (see :func:`.outputs.format_output`).
+        One encoder over all tokens; Model 2 overrides it."""
+        outs = self._run_encoder(tokens.flatten(1, 2), 0, grid, wanted)
+        return {i: (x, 1, grid) for i, x in outs.items()}
+
+    def forward_outputs(self, x: torch.Tensor, out_type: Optional[str] = None,
+                        out_indices=None):
+        """The backbone's outputs for ``out_type`` and ``out_indices``
+        (None: the ones it was built with; see :mod:`.outputs`) on
+        ``[B, C, T, H, W]`` input. Only the blocks up to the last one asked
+        for run."""
+        where = type(self).__name__
+        out_type = self.out_type if out_type is None \
+            else check_out_type(out_type, self.pooling, where)
+        indices, single = (self.out_indices, self._single_output) \
+            if out_indices is None \
+            else check_out_indices(out_indices, self.num_blocks, where)
+        grid = self._token_grid(x)
+        tokens = self.patch_embed(x)  # [B, n_t, n_s, D]
+        blocks = self._forward_blocks(tokens, grid, set(indices))
+        outs = tuple(
+            format_output(blocks[i][0], tokens.shape[0], blocks[i][1],
+                          blocks[i][2], self.num_extra_tokens, out_type)
+            for i in indices)
+        return outs[0] if single else outs
+
+    def forward(self, x: torch.Tensor):
+        """``[B, C, T, H, W]`` -> by default the pooled feature ``[B, D]``
+        (see ``out_type`` and ``out_indices``)."""
+        return self.forward_outputs(x)
 
     # ---------------------------------------------------------------- init
     def _init_pretrained(self) -> bool:

@@ -53,19 +53,36 @@ class ViViTM2(BaseViViT):
                                       self.num_temporal_layers,
                                       resize_space=False))
 
+    def _forward_blocks(self, tokens: torch.Tensor, grid, wanted):
+        """The spatial encoder on each temporal index's tokens
+        ``[B * n_t, n_s, D]``, then (if a temporal block is wanted) the
+        temporal encoder on the ``n_t`` per-index vectors ``[B, n_t, D]``;
+        blocks are numbered spatial first, then temporal."""
+        B, n_t = tokens.shape[:2]
+        depth = self.num_layers
+        spatial_grid, temporal_grid = (self.encoder_grid(0, grid),
+                                       self.encoder_grid(-1, grid))
+        temporal = {i - depth for i in wanted if i >= depth}
+        keep = {i for i in wanted if i < depth} | (
+            {depth - 1} if temporal else set())
+        outs = self._run_encoder(tokens.flatten(0, 1), 0, spatial_grid,
+                                 keep)  # each [B * n_t, extra + n_s, D]
+        blocks = {i: (x, n_t, spatial_grid) for i, x in outs.items()
+                  if i in wanted}
+        if temporal:
+            frames = self._pool(outs[depth - 1]).reshape(B, n_t, -1)
+            outs = self._run_encoder(frames, 1, temporal_grid, temporal)
+            blocks.update({depth + i: (x, 1, temporal_grid)
+                           for i, x in outs.items()})
+        return blocks
+
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial encoder alone: ``[B, C, T, H, W]`` -> one vector per
         temporal index, ``[B, n_t, D]``."""
-        self._check_input(x)
+        grid = self._token_grid(x)
         tokens = self.patch_embed(x)  # [B, n_t, n_s, D]
         B, n_t = tokens.shape[:2]
-        frames = self._encode(tokens.flatten(0, 1),
-                              self.encoders[0])  # [B * n_t, D]
-        return frames.reshape(B, n_t, -1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, T, H, W]`` -> ``[B, D]``."""
-        frames = self.forward_spatial(x)  # [B, n_t, D]
-        if self.num_temporal_layers == 0:
-            return frames.mean(dim=1)
-        return self._encode(frames, self.encoders[1])
+        last = self.num_layers - 1
+        frames = self._run_encoder(tokens.flatten(0, 1), 0,
+                                   self.encoder_grid(0, grid), {last})[last]
+        return self._pool(frames).reshape(B, n_t, -1)

@@ -169,7 +169,8 @@ class MultiheadSelfAttention(nn.Module):
         y = self._attend(q, k, v, axis)  # [G, heads, n, head_dim]
         return y.transpose(1, 2).reshape(G, n, self.embed_dims)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
+    def _split(self, x: torch.Tensor,
+               grid: Tuple[int, int]) -> torch.Tensor:
         """Each share of heads along its own axis: ``[B, N, D] -> [B, N,
         D]`` (Model 4), before the output projection."""
         B, N, _ = x.shape
@@ -179,20 +180,23 @@ class MultiheadSelfAttention(nn.Module):
         for i, axis in enumerate(self.head_axes):
             part = qkv[:, :, :, i * share:(i + 1) * share]
             # [B, N, 3, h, hd] -> [G, n, 3, h, hd] -> 3 x [G, h, n, hd]
-            q, k, v = group_tokens(part, axis, self.grid).permute(
+            q, k, v = group_tokens(part, axis, grid).permute(
                 2, 0, 3, 1, 4).unbind(0)
             y = self._attend(q, k, v, axis)
             y = y.transpose(1, 2)  # [G, n, h, hd]
-            outs.append(ungroup_tokens(y, axis, self.grid))  # [B, N, h, hd]
+            outs.append(ungroup_tokens(y, axis, grid))  # [B, N, h, hd]
         return torch.cat(outs, dim=2).reshape(B, N, self.embed_dims)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, N, D] -> [B, N, D]``."""
+    def forward(self, x: torch.Tensor,
+                grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """``[B, N, D] -> [B, N, D]``; ``grid`` is the ``(n_t, n_s)`` of
+        ``x`` when it is not the one the module was built for (a backbone
+        with ``interpolate_pos_embed=True`` given another input size)."""
+        grid = self.grid if grid is None else tuple(grid)
         if len(self.head_axes) == 1:
             # One axis for all heads: group the tokens themselves (the
             # projections act per token, so grouping first is exact).
             axis = self.head_axes[0]
-            y = self.proj(self._joint(group_tokens(x, axis, self.grid),
-                                      axis))
-            return self.proj_drop(ungroup_tokens(y, axis, self.grid))
-        return self.proj_drop(self.proj(self._split(x)))
+            y = self.proj(self._joint(group_tokens(x, axis, grid), axis))
+            return self.proj_drop(ungroup_tokens(y, axis, grid))
+        return self.proj_drop(self.proj(self._split(x, grid)))

@@ -203,3 +203,26 @@ def resize_pos_embed_3d(pos_embed: torch.Tensor,
                              align_corners=False)  # [H*W, D, T]
         x = work.permute(2, 0, 1)
     return x.reshape(1, T * H * W, D).to(dtype)
+
+
+def resize_pos_table(pos_embed: torch.Tensor, num_extra_tokens: int,
+                     src_grid: Sequence[int],
+                     dst_grid: Sequence[int]) -> torch.Tensor:
+    """Resize a backbone's position table ``[1, extra + t*h*w, D]`` to
+    ``[1, extra + t'*h'*w', D]``: the extra (CLS) entries are kept, the
+    token entries go through :func:`resize_pos_embed_3d`.
+
+    This is the one resize of a ViViT position table: the load-time
+    pre-hook applies it to a checkpoint's table, and
+    ``interpolate_pos_embed=True`` applies it to the backbone's own table
+    at run time. It is differentiable.
+
+    Returns:
+        torch.Tensor: ``pos_embed`` itself when the grids are equal.
+    """
+    src_grid, dst_grid = tuple(src_grid), tuple(dst_grid)
+    if src_grid == dst_grid:
+        return pos_embed
+    extra, entries = split_extra_tokens(pos_embed, num_extra_tokens)
+    return torch.cat(
+        [extra, resize_pos_embed_3d(entries, src_grid, dst_grid)], dim=1)

@@ -127,11 +127,15 @@ class TransformerBlock(nn.Module):
             if name != 'attn':
                 add(name, axes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, N, D] -> [B, N, D]``."""
+    def forward(self, x: torch.Tensor,
+                grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """``[B, N, D] -> [B, N, D]``; ``grid``: the ``(n_t, n_s)`` of ``x``
+        when it differs from the built one (see
+        :meth:`MultiheadSelfAttention.forward`)."""
         for name in self.attention_order:
             attn, norm = getattr(self, name), getattr(self, norm_name(name))
-            x = x + self.drop_path(attn(norm(x)))
+            y = attn(norm(x)) if grid is None else attn(norm(x), grid)
+            x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
