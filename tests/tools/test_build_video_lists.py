@@ -2,7 +2,6 @@
 (with an empty, a truncated, a non-video and a hidden file) -> lists,
 classes.txt and the fine-tuning config; the split's determinism and
 per-class shares; every error case."""
-import importlib.util
 import re
 from collections import Counter
 
@@ -11,21 +10,14 @@ from mmengine.config import Config
 
 from tests.conftest import REPO
 from tests.datasets.conftest import write_video
+from tests.tools.helpers import load_tool
 
 #: class -> readable videos; 'zebra' is deliberately sorted last.
 CLASSES = {'bowling': 6, 'archery': 5, 'zebra': 3}
 SYNTHETIC = REPO / 'configs' / 'vivit_m2_synthetic.py'
 
 
-def _tool():
-    path = REPO / 'tools' / 'data' / 'build_video_lists.py'
-    spec = importlib.util.spec_from_file_location('build_video_lists', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-TOOL = _tool()
+TOOL = load_tool('tools/data/build_video_lists.py')
 
 
 def make_tree(root, classes=CLASSES, frames=6):
