@@ -2,7 +2,7 @@
 paper's claim (section 3.4, Table 1) in miniature, on the embedded
 synthetic motion data (vivit_mm/datasets/synthetic.py) and a CPU.
 
-    python tools/analysis_tools/init_study.py [--seeds 3]
+    python tools/analysis_tools/init_study.py [--seeds 5]
         [--train-per-class 16] [--inits scratch,uniform,central_frame,
         filter_inflation] [--json OUT]
 

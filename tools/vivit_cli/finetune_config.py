@@ -120,11 +120,11 @@ def finetune_config_text(base, base_path: str, video_dir: str,
         '    backbone=dict(frozen_stages=0),',
         '    cls_head=dict(num_classes=len(label_names)))',
         '',
-        '# Layer-wise learning-rate decay: the head gets the full lr, each '
-        'layer',
-        '# below it `rate` times the lr of the one above (the tokeniser the '
-        'lowest);',
-        '# 1.0 = off.',
+        '# Layer-wise learning-rate decay: a parameter at depth d of L gets '
+        'lr * rate',
+        '# ** (L - 1 - d): the head the full lr, the tokeniser the least '
+        '(backbone',
+        '# get_layer_depth); 1.0 = off.',
         f'layer_decay_rate = {float(layer_decay)!r}',
         'optim_wrapper = dict(',
         f'    constructor={CONSTRUCTOR!r},',
