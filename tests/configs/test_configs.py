@@ -172,7 +172,8 @@ def test_schedule_is_warmup_then_cosine(name):
     assert lrs[-1] < 1e-3 * base
 
 
-@pytest.mark.parametrize('name', sorted(CONFIGS) + ['vivit_m2_synthetic.py'])
+@pytest.mark.parametrize('name', sorted(CONFIGS) + [
+    'vivit_m2_synthetic.py', 'vivit_m2_finetune.py'])
 def test_config_names_everything_its_run_needs(name):
     """The hooks, the guarded video reading and the resumable training
     sampler are in the config itself, not added by a tool or an import."""
@@ -190,6 +191,66 @@ def test_config_names_everything_its_run_needs(name):
         assert [t.type for t in guard.transforms] == [
             'DecordInit', 'SampleFrames', 'DecordDecode']
         assert not [t for t in pipeline[1:] if 'Decord' in t['type']]
+
+
+def test_finetune_recipe():
+    """configs/vivit_m2_finetune.py: a 16-frame Model 2 for the user's
+    lists, light regularisers, a short AdamW schedule with warm-up and
+    layer-wise lr decay rising from the tokeniser to the head."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = _cfg('vivit_m2_finetune.py')
+    assert cfg.custom_imports == dict(imports=['vivit_mm'],
+                                      allow_failed_imports=False)
+    for key in ('train_pipeline', 'val_pipeline', 'test_pipeline'):
+        sample, = _find(cfg[key], 'SampleFrames')
+        assert (sample.clip_len, sample.frame_interval) == (16, 4)
+    for key, ann in (('train', 'train'), ('val', 'val'), ('test', 'val')):
+        ds = _dataset(cfg[f'{key}_dataloader'])
+        assert (ds.ann_file, ds.data_prefix.video) == (
+            f'data/my_videos/{ann}.txt', 'data/my_videos')
+        assert ds.pipeline == cfg[f'{key}_pipeline']
+    assert cfg.load_from == 'checkpoints/vivit_m2_k400.pth'
+    assert 'custom_hooks' not in cfg  # no ViViTInitHook next to load_from
+    # regularisers: stochastic depth and label smoothing on, the rest off
+    assert cfg.model.backbone.drop_path_rate == 0.1
+    assert cfg.model.cls_head.label_smooth_eps == 0.1
+    assert cfg.model.data_preprocessor.blending is None
+    assert not _find(cfg.train_pipeline, 'TorchVisionWrapper')
+    init_default_scope('mmaction')
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    bb = model.backbone
+    assert (type(bb).__name__, bb.num_frames, bb.grid, bb.frozen_stages) == (
+        'ViViTM2', 16, (8, 14, 14), 0)
+    assert model.cls_head.num_classes == cfg.num_classes
+    # optimizer: decayed lrs from the tokeniser (0.8 ** 17) to the head
+    opt = cfg.optim_wrapper
+    assert opt.constructor == 'ViViTLayerDecayOptimWrapperConstructor'
+    assert opt.optimizer.type == 'AdamW'
+    groups = build_optim_wrapper(model, opt).optimizer.param_groups
+    lr = {g['param_name']: g['lr'] for g in groups}
+    base = opt.optimizer.lr
+    assert lr['cls_head.fc_cls.weight'] == base
+    assert lr['backbone.patch_embed.projection.weight'] == pytest.approx(
+        base * 0.8**17)
+    assert lr['backbone.layers.11.attn.qkv.weight'] < \
+        lr['backbone.temporal_layers.0.attn.qkv.weight']
+    # warm-up then cosine to 0 over the short schedule
+    lrs = _lr_curve(cfg, 10)
+    assert cfg.train_cfg.max_epochs == 20
+    assert lrs[0] == pytest.approx(0.01 * base)
+    assert (np.diff(lrs[:20]) > 0).all() and (np.diff(lrs[20:]) < 0).all()
+    assert lrs.max() == pytest.approx(base) == lrs[20]
+    assert lrs[-1] < 0.01 * base
+    # with frozen_stages, the frozen parameters are not optimised
+    cfg.model.backbone.frozen_stages = 12
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    names = {g['param_name'] for g in build_optim_wrapper(
+        model, opt).optimizer.param_groups}
+    assert min(n for n in names if n.startswith('backbone')) == \
+        'backbone.temporal_cls_token'
+    assert not [n for n in names if n.startswith('backbone.layers.')]
 
 
 @pytest.mark.parametrize('name', ['vivit_m1_k400.py', 'vivit_m2_k400.py',

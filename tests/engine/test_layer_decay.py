@@ -5,6 +5,7 @@ depth) rises from the tokeniser to the head; frozen parameters are left
 out; the decay-free keys; schedulers keep the ratios; a Runner saves
 weights-only checkpoints with these groups and resumes from them; and
 ``import vivit_mm`` does not import mmpretrain's engine."""
+import os
 import subprocess
 import sys
 
@@ -163,7 +164,7 @@ def test_import_vivit_mm_does_not_import_mmpretrain_engine(tmp_path):
             "None; print('mmpretrain.engine' in sys.modules)")
     out = subprocess.run([sys.executable, '-c', code], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300,
-                         env={'PYTHONPATH': str(REPO), 'PATH': ''})
+                         env={**os.environ, 'PYTHONPATH': str(REPO)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == 'False'
     from mmpretrain.engine.optimizers import \

@@ -84,6 +84,12 @@ def test_kept_tables_follow_steps_and_loads(cls):
         inferred = src(x)
     with torch.no_grad():  # a table kept in inference mode is reused
         torch.testing.assert_close(src(x), inferred, rtol=0, atol=0)
+        # a move to another dtype (or device) is a new table
+        src.double()
+        out = src(x.double())
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out.float(), inferred, rtol=1e-5,
+                                   atol=1e-5)
 
 
 @pytest.mark.parametrize('cls', VARIANTS)

@@ -43,6 +43,7 @@ def test_every_config_trains_fp16_with_dynamic_loss_scaling(config):
     """``--amp`` (and any config that already uses AmpOptimWrapper) builds
     mmengine's AmpOptimWrapper with a dynamic GradScaler."""
     from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
     cfg = Config.fromfile(str(REPO / 'configs' / config))
     with patch('torch.cuda.is_available', return_value=True):
         cfg = _merge(cfg, '--amp')
@@ -50,11 +51,18 @@ def test_every_config_trains_fp16_with_dynamic_loss_scaling(config):
     assert wrapper_cfg.type == 'AmpOptimWrapper'
     assert wrapper_cfg.get('loss_scale', 'dynamic') == 'dynamic'
     model = nn.Linear(2, 2)
+    if wrapper_cfg.get('constructor'):  # layer decay: needs a backbone
+        from vivit_mm.models import ViViTM1
+        model = nn.ModuleDict(dict(backbone=ViViTM1(
+            arch=dict(embed_dims=8, num_layers=1, num_heads=2,
+                      feedforward_channels=8), img_size=8, num_frames=2,
+            patch_size=8), head=model))
     amp_module = 'mmengine.optim.optimizer.amp_optimizer_wrapper'
     # Build it as on a GPU machine (GradScaler disables itself without
     # CUDA, and mmengine's wrapper refuses to build).
     with patch(f'{amp_module}.is_cuda_available', return_value=True), \
-            patch('torch.cuda.is_available', return_value=True):
+            patch('torch.cuda.is_available', return_value=True), \
+            DefaultScope.overwrite_default_scope('mmaction'):
         wrapper = build_optim_wrapper(model, wrapper_cfg)
         scaler = wrapper.loss_scaler
         assert isinstance(scaler, torch.amp.GradScaler)

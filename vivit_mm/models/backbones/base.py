@@ -342,9 +342,11 @@ class BaseViViT(StagesMixin, PosTablesMixin, BaseModule):
                                      (norm_name(name), 'norm1'))]
 
     # ------------------------------------------------------------- forward
-    def _token_grid(self, x: torch.Tensor) -> Tuple[int, int, int]:
-        """The token grid of input ``x``, checked: the built grid, or with
-        ``interpolate_pos_embed`` any grid the tubelet and patch divide."""
+    def token_grid(self, x: torch.Tensor) -> Tuple[int, int, int]:
+        """The ``(n_t, n_h, n_w)`` token grid of input ``x``
+        ``[B, C, T, H, W]``, checked: the built ``grid``, or with
+        ``interpolate_pos_embed`` that of any size the tubelet and patch
+        divide (the grid of ``out_type='raw'`` tokens)."""
         C, T, H, W = (self.in_channels, self.num_frames, *self.img_size)
         t, (p_h, p_w) = self.tubelet_size, self.patch_size
         ok = x.dim() == 5 and x.shape[1] == C
@@ -422,7 +424,7 @@ class BaseViViT(StagesMixin, PosTablesMixin, BaseModule):
         indices, single = (self.out_indices, self._single_output) \
             if out_indices is None \
             else check_out_indices(out_indices, self.num_blocks, where)
-        grid = self._token_grid(x)
+        grid = self.token_grid(x)
         tokens = self.patch_embed(x)  # [B, n_t, n_s, D]
         blocks = self._forward_blocks(tokens, grid, set(indices))
         outs = tuple(

@@ -79,7 +79,7 @@ class ViViTM2(BaseViViT):
     def forward_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial encoder alone: ``[B, C, T, H, W]`` -> one vector per
         temporal index, ``[B, n_t, D]``."""
-        grid = self._token_grid(x)
+        grid = self.token_grid(x)
         tokens = self.patch_embed(x)  # [B, n_t, n_s, D]
         B, n_t = tokens.shape[:2]
         last = self.num_layers - 1
