@@ -11,6 +11,7 @@ from mmengine.config import Config
 from tests.conftest import REPO
 from tests.datasets.conftest import write_video
 from tests.tools.helpers import load_tool
+from vivit_mm.utils.build import build_model
 
 #: class -> readable videos; 'zebra' is deliberately sorted last.
 CLASSES = {'bowling': 6, 'archery': 5, 'zebra': 3}
@@ -205,3 +206,52 @@ def test_bad_base_config(tree, tmp_path, capsys):
     code, _, err = run([tree, '--out-dir', tmp_path / 'o', '--config', bad],
                        capsys)
     assert code == 1 and 'model.cls_head.num_classes' in err
+
+
+def test_written_config_from_the_finetune_recipe(tree, tmp_path, capsys):
+    """A child of configs/vivit_m2_finetune.py (with mixup switched on in a
+    base of its own): the recipe's frozen stages, layer decay and
+    regularisers are kept, every class count follows the lists."""
+    recipe = REPO / 'configs' / 'vivit_m2_finetune.py'
+    base = tmp_path / 'my_recipe.py'
+    base.write_text(
+        f'_base_ = {str(recipe)!r}\n'
+        'model = dict(backbone=dict(frozen_stages=12), data_preprocessor='
+        "dict(blending=dict(_delete_=True, type='MixupBlending', "
+        'num_classes=10, '
+        'alpha=0.2)))\n')
+    code, out, _ = run([tree, '--out-dir', tmp_path / 'o', '--config', base],
+                       capsys)
+    assert code == 0, out
+    cfg = Config.fromfile(str(tmp_path / 'o' / 'finetune.py'))
+    ref = Config.fromfile(str(recipe))
+    assert cfg.model.cls_head.num_classes == 3
+    assert cfg.model.data_preprocessor.blending.num_classes == 3
+    assert cfg.model.data_preprocessor.blending.alpha == 0.2
+    assert cfg.model.backbone.frozen_stages == 12
+    assert cfg.model.backbone.drop_path_rate == ref.model.backbone \
+        .drop_path_rate
+    assert cfg.model.cls_head.label_smooth_eps == ref.model.cls_head \
+        .label_smooth_eps
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate \
+        == ref.layer_decay_rate
+    assert cfg.optim_wrapper.paramwise_cfg.custom_keys \
+        == ref.optim_wrapper.paramwise_cfg.custom_keys
+    assert cfg.load_from == ref.load_from  # not given: the base's, noted
+    assert f'load_from: the base config\'s, {ref.load_from!r}' in (
+        tmp_path / 'o' / 'finetune.py').read_text()
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        ds = loader.dataset.get('dataset', loader.dataset)
+        assert ds.type == 'VideoDataset' and ds.data_root == str(tree)
+        assert ds.pipeline == ref[f'{split}_pipeline']
+    # It builds (narrow and at 32 px, to be cheap): a 3-way head, the 12
+    # spatial blocks frozen, the temporal ones trained.
+    cfg.model.backbone.update(img_size=32, arch=dict(
+        embed_dims=32, num_layers=12, num_heads=2, feedforward_channels=64))
+    cfg.model.cls_head.in_channels = 32
+    model = build_model(cfg.model)
+    assert model.cls_head.fc_cls.out_features == 3
+    assert not any(p.requires_grad for p in model.backbone.layers.parameters())
+    assert all(p.requires_grad
+               for p in model.backbone.temporal_layers.parameters())

@@ -108,17 +108,29 @@ def finetune_config_text(base, base_path: str, video_dir: str,
     lines += ['', '# Label i is line i of classes.txt; the demo and '
               'tools/test.py name', '# the classes with these.',
               'label_names = ['] + [f'    {c!r},' for c in classes] + [']']
+    lines.append('num_classes = len(label_names)')
     if load_from:
         lines += ['', '# Start from these weights; a head of another class '
                   'count is new (trained from scratch).',
                   f'load_from = {osp.abspath(load_from)!r}']
+    elif base.get('load_from'):
+        lines += ['', '# load_from: the base config\'s, '
+                  f'{base.load_from!r}; None to start without it.']
+    model = base.model
+    frozen = model.get('backbone', {}).get('frozen_stages', 0)
+    blending = (model.get('data_preprocessor') or {}).get('blending')
     lines += [
         '', 'model = dict(',
         '    # Freeze the tokeniser, CLS/position tables and the first N '
         'blocks',
-        '    # (0: train everything); see docs/finetune.md.',
-        '    backbone=dict(frozen_stages=0),',
-        '    cls_head=dict(num_classes=len(label_names)))',
+        '    # (Model 2: spatial, then temporal ones; 0 = none). '
+        'docs/finetune.md',
+        f'    backbone=dict(frozen_stages={int(frozen or 0)}),']
+    if isinstance(blending, dict) and 'num_classes' in blending:
+        lines.append('    data_preprocessor=dict(blending=dict('
+                     'num_classes=num_classes)),')
+    lines += ['    cls_head=dict(num_classes=num_classes))']
+    lines += [
         '',
         '# Layer-wise learning-rate decay: a parameter at depth d of L gets '
         'lr * rate',
