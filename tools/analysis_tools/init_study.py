@@ -25,8 +25,11 @@ synthetic motion data (vivit_mm/datasets/synthetic.py) and a CPU.
 """
 import argparse
 import json
+import os.path as osp
 import sys
 import time
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 INITS = {  # name: (tokeniser, tubelet size, inflation's tubelet_init)
     'scratch': ('uniform', 1, None),
@@ -260,6 +263,8 @@ def table(summary: dict, seeds: int) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from vivit_cli.threads import prepare_openmp
+    prepare_openmp()  # before torch loads
     import torch
     from mmengine.registry import init_default_scope
 
