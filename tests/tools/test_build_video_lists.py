@@ -3,6 +3,8 @@
 classes.txt and the fine-tuning config; the split's determinism and
 per-class shares; every error case."""
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -255,3 +257,32 @@ def test_written_config_from_the_finetune_recipe(tree, tmp_path, capsys):
     assert not any(p.requires_grad for p in model.backbone.layers.parameters())
     assert all(p.requires_grad
                for p in model.backbone.temporal_layers.parameters())
+
+
+def test_other_codecs_and_a_cut_webm(tmp_path, capsys):
+    """H.264 (with B-frames) and VP9 videos as users have them are listed;
+    a WebM cut in half still opens with fewer frames, and is reported as
+    truncated from the duration the file states."""
+    pytest.importorskip('av')
+    root = make_tree(tmp_path / 'v', {'a': 2, 'b': 2}, frames=2)
+    # Encoded in a fresh process: once decord's own FFmpeg is loaded,
+    # PyAV's libvpx encoder refuses to open in the same process.
+    subprocess.run([sys.executable, '-c', (
+        'import sys; from vivit_mm.benchmark.videos import VideoSpec, '
+        'write_video as w; '
+        "w(sys.argv[1], VideoSpec(64, 48, 8, 2, 'libx264', 8)); "
+        "w(sys.argv[2], VideoSpec(64, 48, 8, 2, 'libvpx-vp9', 8))"),
+        str(root / 'a' / 'h264.mp4'), str(root / 'b' / 'vp9.webm')],
+        check=True, cwd=str(REPO), timeout=120)
+    webm = root / 'b' / 'vp9.webm'
+    data = webm.read_bytes()
+    (root / 'b' / 'cut.webm').write_bytes(data[:len(data) // 2])
+    code, out, _ = run([root, '--out-dir', tmp_path / 'o'], capsys)
+    assert code == 0
+    listed = [p for s in ('train', 'val')
+              for p, _ in read_list(tmp_path / 'o' / f'{s}.txt')]
+    assert {'a/h264.mp4', 'b/vp9.webm'} <= set(listed)
+    assert 'b/cut.webm' not in listed
+    assert re.search(r'b/cut.webm: its \d+ frames end at [\d.]+ s, but the '
+                     r'file says the video lasts 2.00 s: it is probably '
+                     r'truncated', out)

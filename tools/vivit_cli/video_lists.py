@@ -89,12 +89,41 @@ def find_videos(video_dir: str, classes: Sequence[str]
     return found, refused
 
 
+#: A video whose frames end before this share of the duration its file
+#: states is reported as truncated.
+COVERED = 0.9
+
+
+def stated_seconds(path: str) -> Optional[float]:
+    """How long the file says its video lasts (read with PyAV): the video
+    stream's own duration, else the container's when the video is its only
+    stream (an audio track may outlast the video). None without PyAV or a
+    stated duration."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(path) as container:
+            video = container.streams.video[0]
+            if video.duration and video.time_base:
+                return float(video.duration * video.time_base)
+            if len(container.streams) == 1 and container.duration:
+                return container.duration / 1e6  # in av.time_base units
+    except Exception:  # decord read it; PyAV's opinion is only a hint
+        return None
+    return None
+
+
 def probe_video(path: str) -> Optional[str]:
     """None if ``path`` is a readable video, else the reason in words.
 
     Opens it with decord through MMAction2's transforms (in
     ``VideoReadGuard``, whose reasons this returns) and decodes the first
-    and the last frame: a cut file either has no index or fails there.
+    and the last frame: a cut mp4 has no index or fails there. A cut WebM
+    or Matroska file still reads, with fewer frames: when its frames end
+    before ``COVERED`` of the duration the file states
+    (:func:`stated_seconds`), it is reported as truncated.
     """
     import numpy as np
     from mmengine.dataset import Compose
@@ -107,11 +136,20 @@ def probe_video(path: str) -> Optional[str]:
         total = results['total_frames']
         if total < 1:
             return f'the video has no frames (total_frames={total})'
+        try:
+            end = float(results['video_reader'].get_frame_timestamp(
+                total - 1)[1])
+        except Exception:
+            end = None
         results['frame_inds'] = np.array(sorted({0, total - 1}))
         Compose([dict(type='VideoReadGuard',
                       transforms=[dict(type='DecordDecode')])])(results)
     except VideoReadError as err:
         return err.reason or str(err)
+    stated = stated_seconds(path) if end is not None else None
+    if stated and end < COVERED * stated:
+        return (f'its {total} frames end at {end:.2f} s, but the file says '
+                f'the video lasts {stated:.2f} s: it is probably truncated')
     return None
 
 
