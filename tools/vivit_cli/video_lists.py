@@ -157,9 +157,23 @@ def probe_all(video_dir: str, videos: Dict[str, List[str]], log=print
               ) -> Tuple[Dict[str, List[str]], List[Tuple[str, str]]]:
     """Probe every video; returns the readable ones per class and
     ``[(relative path, reason), ...]`` for the others."""
+    import logging
+
+    from mmengine.logging import MMLogger
     from mmengine.registry import init_default_scope
     init_default_scope('mmaction')
     import vivit_mm  # noqa: F401  (registers VideoReadGuard)
+    # DecordInit's file client warns of its own deprecation per video.
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return _probe_each(video_dir, videos, log)
+    finally:
+        logger.setLevel(level)
+
+
+def _probe_each(video_dir, videos, log):
     good, bad = {}, []
     total = sum(len(v) for v in videos.values())
     done = 0
