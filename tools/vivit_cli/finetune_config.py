@@ -105,8 +105,8 @@ def finetune_config_text(base, base_path: str, video_dir: str,
         lines.append(f'{var} = {osp.abspath(lists[split])!r}'
                      + ('  # no test split: the validation list'
                         if split == 'test' and not has_test else ''))
-    lines += ['', '# Label i is line i of classes.txt; the demo and '
-              'tools/test.py name', '# the classes with these.',
+    lines += ['', '# Label i is line i of classes.txt; checkpoints carry '
+              'these names', '# (metainfo below) and the demo shows them.',
               'label_names = ['] + [f'    {c!r},' for c in classes] + [']']
     lines.append('num_classes = len(label_names)')
     if load_from:
@@ -115,7 +115,8 @@ def finetune_config_text(base, base_path: str, video_dir: str,
                   f'load_from = {osp.abspath(load_from)!r}']
     elif base.get('load_from'):
         lines += ['', '# load_from: the base config\'s, '
-                  f'{base.load_from!r}; None to start without it.']
+                  f'{base.load_from!r};',
+                  '# set it here (None: start without it).']
     model = base.model
     frozen = model.get('backbone', {}).get('frozen_stages', 0)
     blending = (model.get('data_preprocessor') or {}).get('blending')
