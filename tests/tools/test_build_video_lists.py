@@ -268,11 +268,12 @@ def test_other_codecs_and_a_cut_webm(tmp_path, capsys):
     # Encoded in a fresh process: once decord's own FFmpeg is loaded,
     # PyAV's libvpx encoder refuses to open in the same process.
     subprocess.run([sys.executable, '-c', (
-        'import sys; from vivit_mm.benchmark.videos import VideoSpec, '
-        'write_video as w; '
+        'import sys; sys.path.append(sys.argv[3]); '
+        'from vivit_bench.videos import VideoSpec, write_video as w; '
         "w(sys.argv[1], VideoSpec(64, 48, 8, 2, 'libx264', 8)); "
         "w(sys.argv[2], VideoSpec(64, 48, 8, 2, 'libvpx-vp9', 8))"),
-        str(root / 'a' / 'h264.mp4'), str(root / 'b' / 'vp9.webm')],
+        str(root / 'a' / 'h264.mp4'), str(root / 'b' / 'vp9.webm'),
+        str(REPO / 'tools' / 'analysis_tools')],
         check=True, cwd=str(REPO), timeout=120)
     webm = root / 'b' / 'vp9.webm'
     data = webm.read_bytes()
