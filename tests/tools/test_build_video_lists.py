@@ -287,3 +287,55 @@ def test_other_codecs_and_a_cut_webm(tmp_path, capsys):
     assert re.search(r'b/cut.webm: its \d+ frames end at [\d.]+ s, but the '
                      r'file says the video lasts 2.00 s: it is probably '
                      r'truncated', out)
+
+
+# Real videos no one here made: MMAction2's own demo clips (Apache-2.0), in
+# the MMAction2 1.2.0 source tarball that CI installs from (shared/vendor).
+REAL = {'demo/demo.mp4': 'play', 'demo/demo_skeleton.mp4': 'play',
+        'demo/demo_spatiotemporal_det.mp4': 'scene',
+        'demo/test_video_structuralize.mp4': 'scene',
+        'tools/data/skeleton/S001C001P001R001A001_rgb.avi': 'scene'}
+TARBALL = REPO.parent / 'shared' / 'vendor' / 'mmaction2-1.2.0-src.tar.gz'
+
+
+def test_real_videos_with_broken_files_mixed_in(tmp_path, capsys):
+    """MMAction2's demo videos (340x256 to 1920x1080, H.264 mp4 and an avi,
+    57 to 300 frames) are listed and read through the written config's
+    pipeline; a cut copy and an empty file beside them are named and left
+    out."""
+    import tarfile
+    if not TARBALL.is_file():
+        pytest.skip(f'{TARBALL} (MMAction2 source tarball) is not here')
+    root = tmp_path / 'videos'
+    with tarfile.open(TARBALL) as tar:
+        for member, label in REAL.items():
+            f = tar.extractfile(f'mmaction2-1.2.0/{member}')
+            (root / label).mkdir(parents=True, exist_ok=True)
+            (root / label / member.rsplit('/', 1)[1]).write_bytes(f.read())
+    demo = (root / 'play' / 'demo.mp4').read_bytes()
+    (root / 'play' / 'cut.mp4').write_bytes(demo[:len(demo) // 3])
+    (root / 'scene' / 'empty.mp4').write_bytes(b'')
+    out_dir = tmp_path / 'lists'
+    code, out, _ = run([root, '--out-dir', out_dir, '--val-fraction', '0.3',
+                        '--config', SYNTHETIC], capsys)
+    assert code == 0, out
+    listed = {p: int(label) for s in ('train', 'val')
+              for p, label in read_list(out_dir / f'{s}.txt')}
+    classes = (out_dir / 'classes.txt').read_text().split()
+    assert classes == ['play', 'scene']
+    assert {p: classes[i] for p, i in listed.items()} == {
+        f'{label}/{m.rsplit("/", 1)[1]}': label for m, label in REAL.items()}
+    assert re.search(r'play/cut.mp4: .*', out) and \
+        re.search(r'scene/empty.mp4: .*empty', out)
+    # the written config's training pipeline reads a real video
+    from mmaction.registry import DATASETS
+    from mmengine.registry import init_default_scope
+
+    from tests.tools.helpers import inner_dataset
+    init_default_scope('mmaction')
+    cfg = Config.fromfile(str(out_dir / 'finetune.py'))
+    dataset = DATASETS.build(inner_dataset(cfg.train_dataloader))
+    item = dataset[0]
+    assert item['inputs'].shape[0] == 1 and item['inputs'].dim() == 5
+    assert int(item['data_samples'].metainfo.get(
+        'num_classes', len(classes))) == len(classes)

@@ -12,6 +12,7 @@ MMAction2's ``DecordInit``/``DecordDecode`` inside ``VideoReadGuard``) and
 its first and last frame decoded, which catches empty, truncated, damaged
 and frameless files; they are left out, with the reason.
 """
+import math
 import os
 import os.path as osp
 import random
@@ -115,6 +116,21 @@ def stated_seconds(path: str) -> Optional[float]:
     return None
 
 
+def _end_seconds(results: dict, total: int) -> Optional[float]:
+    """When the last of ``total`` frames ends: its timestamp, or, where the
+    container has no usable timestamps (AVI gives none, decord then returns
+    a nonsense value), the frame count over the average frame rate."""
+    try:
+        end = float(results['video_reader'].get_frame_timestamp(
+            total - 1)[1])
+    except Exception:
+        end = None
+    if end is None or not math.isfinite(end) or end <= 0:
+        fps = results.get('avg_fps')
+        end = total / fps if fps else None
+    return end
+
+
 def probe_video(path: str) -> Optional[str]:
     """None if ``path`` is a readable video, else the reason in words.
 
@@ -136,11 +152,7 @@ def probe_video(path: str) -> Optional[str]:
         total = results['total_frames']
         if total < 1:
             return f'the video has no frames (total_frames={total})'
-        try:
-            end = float(results['video_reader'].get_frame_timestamp(
-                total - 1)[1])
-        except Exception:
-            end = None
+        end = _end_seconds(results, total)
         results['frame_inds'] = np.array(sorted({0, total - 1}))
         Compose([dict(type='VideoReadGuard',
                       transforms=[dict(type='DecordDecode')])])(results)
