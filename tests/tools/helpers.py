@@ -77,6 +77,17 @@ def tiny_config(data_dir):
     return cfg
 
 
+def load_tool(rel):
+    """A tool script (e.g. ``'tools/data/build_video_lists.py'``) as a
+    module, to call its ``main(argv)`` in this process."""
+    import importlib.util
+    name = os.path.splitext(os.path.basename(rel))[0]
+    spec = importlib.util.spec_from_file_location(name, REPO / rel)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def env():
     """The tools' environment: this interpreter first on PATH, 1 thread."""
     out = dict(os.environ)
