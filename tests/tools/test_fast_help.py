@@ -20,7 +20,8 @@ TOOLS = ['tools/train.py', 'tools/test.py', 'tools/run_demo.py',
          'tools/deployment/export_onnx.py', 'tools/misc/extract_features.py',
          'tools/visualizations/vis_attention.py',
          'tools/analysis_tools/attention_object_mass.py',
-         'tools/analysis_tools/benchmark_onnx.py']
+         'tools/analysis_tools/benchmark_onnx.py',
+         'tools/analysis_tools/plan_memory.py']
 HEAVY = ('torch', 'mmaction', 'mmengine.runner', 'vivit_mm', 'cv2')
 
 PROBE = r'''

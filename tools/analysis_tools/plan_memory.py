@@ -77,8 +77,9 @@ def parse_args(argv=None):
     parser.add_argument('--json', action='store_true',
                         help='print one JSON object, in bytes')
     parser.add_argument('--measure', action='store_true',
-                        help='also measure the step\'s peak RSS increase on '
-                        'this CPU (a fresh process; fp32 or bf16)')
+                        help='also measure the step in a fresh process: on '
+                        'cpu its peak RSS increase, on cuda '
+                        'torch.cuda.max_memory_allocated (fp32 or bf16)')
     parser.add_argument('--threads', type=int, default=2,
                         help='CPU threads of --measure (default: 2)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -90,9 +91,6 @@ def parse_args(argv=None):
         parser.error('--gpu-mem sizes must be positive GiB')
     if args.reserve < 0 or args.headroom < 0:
         parser.error('--reserve and --headroom must be >= 0')
-    if args.measure and args.device != 'cpu':
-        parser.error('--measure measures this CPU: use it with --device cpu '
-                     '(tools/analysis_tools/gpu_benchmark.sh measures a GPU)')
     return args
 
 
@@ -138,7 +136,16 @@ def text_report(args, cfg, plan, optimizer_name, batches, measured) -> str:
               f'{mib(plan.gradients)} MiB; peak of the forward '
               f'{mib(plan.forward_peak)}, of the optimizer step '
               f'{mib(plan.optimizer_peak)} MiB.']
-    if measured is not None:
+    if measured is not None and plan.device == 'cuda':
+        inc, top = measured['increase'], measured['max_allocated']
+        lines += ['', f'Measured on {measured["gpu"]} (fresh process): '
+                  f'torch.cuda.max_memory_allocated {mib(top)} MiB, planned '
+                  f'peak {mib(plan.peak)} MiB ({plan.peak / top - 1:+.1%}); '
+                  f'over the memory allocated before the step {mib(inc)} '
+                  f'MiB, planned {mib(plan.increase)} MiB '
+                  f'({plan.increase / inc - 1:+.1%}); max reserved '
+                  f'{mib(measured["max_reserved"])} MiB.']
+    elif measured is not None and measured['increase']:
         inc = measured['increase']
         lines += ['', 'Measured on this CPU (fresh process, glibc mmap '
                   'threshold 64 KiB): peak RSS increase over the resident '
@@ -176,7 +183,8 @@ def main(argv=None):
     if args.measure:
         from vivit_cli.memory_measure import measure_step
         measured = measure_step(args.config, batch, precision, plan.with_cp,
-                                args.cfg_options, threads=args.threads)
+                                args.cfg_options, threads=args.threads,
+                                device=args.device)
     optimizer_name = str(cfg.optim_wrapper.optimizer.get('type'))
     if args.json:
         out = dict(config=args.config, **plan.as_dict(),

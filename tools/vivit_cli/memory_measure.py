@@ -15,6 +15,10 @@ that the resident set holds nothing from earlier cases. The child:
    second step and prints the growth of ``VmHWM`` over the resident set
    before it, as JSON.
 
+On a GPU (``"device": "cuda"``) it builds the model there (mmengine's
+``AmpOptimWrapper`` for bf16) and reports ``torch.cuda.max_memory_allocated``
+of the second step, absolute and over ``memory_allocated`` before it.
+
     python tools/vivit_cli/memory_measure.py '{"config": "configs/...",
         "options": {}, "batch": 8, "precision": "fp32", "with_cp": false}'
 """
@@ -65,27 +69,32 @@ def run(job: dict) -> dict:
     tuned = _mmap_large_blocks()
     import torch
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
 
     import vivit_mm  # noqa: F401  (registers the modules)
     from vivit_mm.utils.build import build_model
     sys.path.insert(0, str(ROOT / 'tools'))
-    from vivit_cli.memory_plan import _clip_shape, _samples, optimizer_cfg
+    from vivit_cli.memory_plan import (_clip_shape, _samples, build_wrapper,
+                                       optimizer_cfg)
 
+    device = job.get('device', 'cpu')
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('measuring on cuda needs a CUDA device; '
+                         'torch.cuda.is_available() is False here.')
     torch.set_num_threads(int(job.get('threads', 2)))
     torch.manual_seed(0)
     cfg = Config.fromfile(job['config'])
     if job.get('options'):
         cfg.merge_from_dict(job['options'])
     cfg.model.backbone.with_cp = bool(job['with_cp'])
-    model = build_model(cfg.model, 'cpu').train()
-    ow_cfg = optimizer_cfg(cfg, 'cpu')
+    model = build_model(cfg.model, device).train()
+    ow_cfg = optimizer_cfg(cfg, device)
     if job['precision'] == 'bf16':
-        ow_cfg['type'] = 'BF16OptimWrapper'
+        ow_cfg.update(type='AmpOptimWrapper', dtype='bfloat16') \
+            if device == 'cuda' else ow_cfg.update(type='BF16OptimWrapper')
     elif job['precision'] != 'fp32':
-        raise ValueError('the CPU measurement runs fp32 or bf16, got '
+        raise ValueError('the measurement runs fp32 or bf16, got '
                          f"{job['precision']!r}.")
-    optim_wrapper = build_optim_wrapper(model, ow_cfg)
+    optim_wrapper = build_wrapper(model, ow_cfg)
     shape = _clip_shape(model)
     raw = [torch.randint(0, 256, (1, *shape), dtype=torch.uint8)
            for _ in range(int(job['batch']))]
@@ -96,6 +105,18 @@ def run(job: dict) -> dict:
                          optim_wrapper)
 
     step()
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        return dict(increase=peak - before, allocated_before=before,
+                    max_allocated=peak,
+                    max_reserved=torch.cuda.max_memory_reserved(),
+                    total=torch.cuda.get_device_properties(0).total_memory,
+                    gpu=torch.cuda.get_device_name(0))
     before = _status('VmRSS')
     method = 'VmHWM' if _reset_peak() else None
     step()
@@ -107,13 +128,14 @@ def run(job: dict) -> dict:
 
 def measure_step(config: str, batch: int, precision: str = 'fp32',
                  with_cp: bool = False, options: Optional[dict] = None,
-                 threads: int = 2, timeout: float = 1800) -> dict:
+                 threads: int = 2, timeout: float = 1800,
+                 device: str = 'cpu') -> dict:
     """Run :func:`run` in a fresh interpreter and return its result
     (``increase``: bytes of the measured step's peak above the resident
     set before it; None where ``/proc`` cannot be reset)."""
     job = dict(config=str(config), batch=int(batch), precision=precision,
                with_cp=bool(with_cp), options=options or {},
-               threads=threads)
+               threads=threads, device=device)
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [str(ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])

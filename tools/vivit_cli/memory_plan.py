@@ -153,6 +153,15 @@ def optimizer_cfg(cfg, device: str) -> dict:
     return ow
 
 
+def build_wrapper(model, optim_wrapper: dict):
+    """mmengine's ``build_optim_wrapper`` under MMAction2's scope (where
+    ``BF16OptimWrapper`` and the host's constructors are registered)."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmaction'):
+        return build_optim_wrapper(model, optim_wrapper)
+
+
 def config_precision(cfg) -> str:
     """``'bf16'`` if the config's optimizer wrapper autocasts to bfloat16,
     ``'fp16'`` for float16, else ``'fp32'``."""
@@ -182,8 +191,8 @@ def _samples(n: int):
 
 
 def plan_step(cfg, batch_size: int, precision: str = 'fp32',
-              with_cp: Optional[bool] = None, device: str = 'cpu'
-              ) -> StepPlan:
+              with_cp: Optional[bool] = None, device: str = 'cpu',
+              prepare: Optional[Callable] = None) -> StepPlan:
     """Count one steady-state training step of ``cfg`` (an mmengine Config
     with ``model`` and ``optim_wrapper``) on fake CPU tensors.
 
@@ -194,8 +203,9 @@ def plan_step(cfg, batch_size: int, precision: str = 'fp32',
         with_cp (bool, optional): Override the backbone's ``with_cp``.
         device (str): ``'cpu'`` or ``'cuda'`` (512-byte blocks, the cuBLAS
             workspace and ``foreach`` optimizers).
+        prepare (callable, optional): Called with the built model before
+            the optimizer is built (to freeze parameters, for example).
     """
-    from mmengine.optim import build_optim_wrapper
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from vivit_mm.utils.build import build_model
@@ -210,7 +220,9 @@ def plan_step(cfg, batch_size: int, precision: str = 'fp32',
     tracker = LiveBytes(CUDA_BLOCK if device == 'cuda' else 1)
     with FakeTensorMode(), tracker:
         model = build_model(model_cfg).train()
-        ow = build_optim_wrapper(model, optimizer_cfg(cfg, device))
+        if prepare is not None:
+            prepare(model)
+        ow = build_wrapper(model, optimizer_cfg(cfg, device))
         optimizer = ow.optimizer
         trainable = [p for p in model.parameters() if p.requires_grad]
         plan.params = sum(tracker.size(p.untyped_storage().nbytes())
@@ -320,24 +332,34 @@ def max_batch(plan: Callable[[int], StepPlan], budget: int,
     """The largest batch ``n`` with ``plan(n).peak <= budget`` (0 if none).
 
     The forward's and backward's peaks grow linearly in the batch (every
-    activation does), so the plans of batches 1 and 2 give a first guess;
-    plans around the guess (doubling steps, then halving) settle it, so the
-    answer is counted, not extrapolated.
+    activation does), so a line through two plans gives a guess (refined
+    once through the guess itself); plans around it (doubling steps, then
+    halving) settle it, so the answer is counted, not extrapolated. Pass a
+    memoised ``plan`` to reuse plans across budgets.
     """
-    cache: Dict[int, int] = {}
+    seen: Dict[int, StepPlan] = {}
+
+    def get(n: int) -> StepPlan:
+        if n not in seen:
+            seen[n] = plan(n)
+        return seen[n]
 
     def fits(n: int) -> bool:
-        if n not in cache:
-            cache[n] = plan(n).peak
-        return cache[n] <= budget
+        return get(n).peak <= budget
+
+    def act(n: int) -> int:
+        p = get(n)
+        return max(p.forward_peak, p.backward_peak) + p.workspace
+
+    def guess(a: int, b: int) -> int:
+        slope = max((act(b) - act(a)) / (b - a), 1.0)
+        return max(1, min(limit, a + int((budget - act(a)) // slope)))
 
     if not fits(1):
         return 0
-    one, two = plan(1), plan(2)
-    act = [max(p.forward_peak, p.backward_peak) + p.workspace
-           for p in (one, two)]
-    slope = max(act[1] - act[0], 1)
-    n = max(1, min(limit, 1 + int((budget - act[0]) // slope)))
+    n = guess(1, 2)
+    if n > 2:
+        n = guess(1, n)
     if fits(n):  # gallop up to a batch that does not fit
         lo, step = n, 1
         while lo + step <= limit and fits(lo + step):
