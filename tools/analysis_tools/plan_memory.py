@@ -110,7 +110,7 @@ def load_config(path, options):
     return cfg
 
 
-def text_report(args, cfg, plan, optimizer_name, batches, measured) -> str:
+def text_report(args, plan, optimizer_name, batches, measured) -> str:
     from vivit_cli.memory_plan import mib
     cp = 'on' if plan.with_cp else 'off'
     lines = [f'Config: {args.config}',
@@ -163,6 +163,8 @@ def text_report(args, cfg, plan, optimizer_name, batches, measured) -> str:
     if plan.device == 'cuda' or batches:
         lines += ['', 'Assumptions (CUDA):'] + [
             f'- {a}' for a in ASSUMPTIONS_CUDA]
+    else:
+        lines.append('')
     lines += [f'- {a}' for a in ASSUMPTIONS_ALL]
     return '\n'.join(lines)
 
@@ -189,7 +191,6 @@ def main(argv=None):
     if args.json:
         out = dict(config=args.config, **plan.as_dict(),
                    increase=plan.increase, optimizer_type=optimizer_name)
-        out.pop('notes')
         if batches is not None:
             out['max_batch'] = batches
             out['gpu_reserve_gib'] = args.reserve
@@ -198,7 +199,7 @@ def main(argv=None):
             out['measured'] = measured
         print(json.dumps(out))
         return out
-    print(text_report(args, cfg, plan, optimizer_name, batches, measured))
+    print(text_report(args, plan, optimizer_name, batches, measured))
     return plan
 
 

@@ -21,9 +21,10 @@ cutmix: it replaces the batch by a same-sized one before the forward) and
 the head's top-k accuracy (``[B, classes]`` numpy arrays); the loss is the
 head's own ``loss_cls``.
 """
+import contextlib
 import copy
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional
 
 import torch
@@ -116,7 +117,6 @@ class StepPlan:
     workspace: int = 0
     peak: int = 0
     peak_phase: str = ''
-    notes: list = field(default_factory=list)
 
     @property
     def increase(self) -> int:
@@ -225,10 +225,8 @@ def plan_step(cfg, batch_size: int, precision: str = 'fp32',
         ow = build_wrapper(model, optimizer_cfg(cfg, device))
         optimizer = ow.optimizer
         trainable = [p for p in model.parameters() if p.requires_grad]
-        plan.params = sum(tracker.size(p.untyped_storage().nbytes())
-                          for p in model.parameters())
-        plan.buffers = sum(tracker.size(b.untyped_storage().nbytes())
-                           for b in model.buffers())
+        plan.params = _storage_bytes(model.parameters(), tracker)
+        plan.buffers = _storage_bytes(model.buffers(), tracker)
         # Steady state: the optimizer states exist (made by the same
         # optimizer code, from zero gradients).
         for p in trainable:
@@ -239,8 +237,7 @@ def plan_step(cfg, batch_size: int, precision: str = 'fp32',
         shape = _clip_shape(model)
         raw = [torch.empty(1, *shape, dtype=torch.uint8)
                for _ in range(batch_size)]
-        plan.inputs = sum(tracker.size(r.untyped_storage().nbytes())
-                          for r in raw)
+        plan.inputs = _storage_bytes(raw, tracker)
         samples = _samples(batch_size)
         param_ids = {id(p.untyped_storage()) for p in model.parameters()}
         plan.start = tracker.reset_peak()
@@ -254,7 +251,7 @@ def plan_step(cfg, batch_size: int, precision: str = 'fp32',
             return t
 
         cast = (torch.autocast('cpu', dtype=_DTYPES[precision])
-                if precision in _DTYPES else _null())
+                if precision in _DTYPES else contextlib.nullcontext())
         with cast, torch.autograd.graph.saved_tensors_hooks(pack,
                                                             lambda t: t):
             inputs = _preprocess(model.data_preprocessor, raw)
@@ -272,12 +269,10 @@ def plan_step(cfg, batch_size: int, precision: str = 'fp32',
         del loss
         plan.backward_peak = tracker.peak
         plan.backward_transient = plan.backward_peak - end_fwd
-        plan.gradients = sum(tracker.size(p.grad.untyped_storage().nbytes())
-                             for p in trainable if p.grad is not None)
+        plan.gradients = _storage_bytes(
+            [p.grad for p in trainable if p.grad is not None], tracker)
         tracker.reset_peak()
-        clip = (cfg.optim_wrapper.get('clip_grad') or None)
-        if clip:
-            torch.nn.utils.clip_grad_norm_(trainable, **clip)
+        _clip_gradients(trainable, cfg.optim_wrapper.get('clip_grad'))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         plan.optimizer_peak = tracker.peak
@@ -290,12 +285,15 @@ def plan_step(cfg, batch_size: int, precision: str = 'fp32',
     return plan
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def _clip_gradients(params, clip) -> None:
+    """Gradient clipping as mmengine's ``OptimWrapper`` does it."""
+    if not clip:
+        return
+    clip = dict(clip)
+    if clip.pop('type', 'norm') == 'value':
+        torch.nn.utils.clip_grad_value_(params, **clip)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, **clip)
 
 
 def _preprocess(pre, raw):
@@ -311,14 +309,20 @@ def _preprocess(pre, raw):
     return x.to(torch.float32)
 
 
-def _state_bytes(optimizer, tracker: LiveBytes) -> int:
+def _storage_bytes(tensors, tracker: LiveBytes) -> int:
+    """Bytes of the storages of ``tensors``, each storage once (a view
+    keeps its whole storage alive)."""
     seen = {}
-    for state in optimizer.state.values():
-        for v in state.values():
-            if isinstance(v, torch.Tensor):
-                st = v.untyped_storage()
-                seen[id(st)] = tracker.size(st.nbytes())
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[id(st)] = tracker.size(st.nbytes())
     return sum(seen.values())
+
+
+def _state_bytes(optimizer, tracker: LiveBytes) -> int:
+    return _storage_bytes([v for state in optimizer.state.values()
+                           for v in state.values()
+                           if isinstance(v, torch.Tensor)], tracker)
 
 
 def _clip_shape(model) -> tuple:
