@@ -184,9 +184,12 @@ def main(argv=None):
     measured = None
     if args.measure:
         from vivit_cli.memory_measure import measure_step
-        measured = measure_step(args.config, batch, precision, plan.with_cp,
-                                args.cfg_options, threads=args.threads,
-                                device=args.device)
+        try:
+            measured = measure_step(args.config, batch, precision,
+                                    plan.with_cp, args.cfg_options,
+                                    threads=args.threads, device=args.device)
+        except RuntimeError as e:
+            raise SystemExit(f'plan_memory.py: {e}')
     optimizer_name = str(cfg.optim_wrapper.optimizer.get('type'))
     if args.json:
         out = dict(config=args.config, **plan.as_dict(),
