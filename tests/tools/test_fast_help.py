@@ -21,7 +21,8 @@ TOOLS = ['tools/train.py', 'tools/test.py', 'tools/run_demo.py',
          'tools/analysis_tools/attention_object_mass.py',
          'tools/analysis_tools/benchmark_onnx.py',
          'tools/data/build_video_lists.py',
-         'tools/analysis_tools/init_study.py']
+         'tools/analysis_tools/init_study.py',
+         'tools/analysis_tools/plan_memory.py']
 HEAVY = ('torch', 'mmaction', 'mmengine.runner', 'vivit_mm', 'cv2')
 
 PROBE = r'''

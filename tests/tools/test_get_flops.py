@@ -25,3 +25,18 @@ def test_small_models_get_mflops():
         'MFLOPs (multiply-accumulates): 23.4'
     assert tool.format_macs(283_300_000_000) == \
         'GFLOPs (multiply-accumulates): 283.3'
+
+
+def test_configs_with_batch_blending_are_counted():
+    """vivit_m2_ssv2.py mixes batches (MixupBlending), which cannot be
+    built on the meta device; the count leaves the blending out and equals
+    that of the same model without it."""
+    from mmengine.config import Config
+
+    from vivit_mm.utils import recognizer_complexity
+    cfg = Config.fromfile(str(REPO / 'configs/vivit_m2_ssv2.py'))
+    assert cfg.model.data_preprocessor.blending.type == 'MixupBlending'
+    counted = recognizer_complexity(cfg.model)
+    cfg.model.data_preprocessor.blending = None
+    assert counted == recognizer_complexity(cfg.model)
+    assert counted[1] == 114_889_134  # 115.06 M with 400 classes

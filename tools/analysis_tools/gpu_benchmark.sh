@@ -2,7 +2,8 @@
 # The GPU measurements of docs/performance.md in one run (a few minutes on
 # an H100): ViViT-B Model 2 bf16 training throughput and MFU at the K400
 # config's shape, then the four variants against HuggingFace ViViT and
-# TimeSformer.
+# TimeSformer, then the memory plan of one training step against
+# torch.cuda.max_memory_allocated.
 #
 #   bash tools/analysis_tools/gpu_benchmark.sh [OUT_DIR]   (default work_dirs/gpu_benchmark)
 #
@@ -36,4 +37,16 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit \
     --img-size 224 --batch 4 --layers 4 --compare-frames 16 --warmup 3 \
     --iters 10 "${PEAK[@]}" --out-dir "$OUT/variants"
 
-echo "Wrote $OUT/m2_k400/benchmark.md and $OUT/variants/benchmark.md"
+# 3. The memory plan against the GPU (docs/memory.md): ViViT-B Model 2 at
+#    32 x 224, bf16, at the largest batch planned for this GPU's memory;
+#    prints torch.cuda.max_memory_allocated next to the planned peak.
+GIB=$("$PY" -c 'import torch; print(torch.cuda.get_device_properties(0).total_memory / 2**30)')
+N=$("$PY" tools/analysis_tools/plan_memory.py configs/vivit_m2_k400.py \
+    --precision bf16 --gpu-mem "$GIB" --json \
+    | "$PY" -c 'import json, sys; print(list(json.load(sys.stdin)["max_batch"].values())[0]["without_cp"])')
+echo "Planned largest batch for $GIB GiB (bf16, without with_cp): $N"
+"$PY" tools/analysis_tools/plan_memory.py configs/vivit_m2_k400.py \
+    --precision bf16 --device cuda --batch-size "$N" --measure \
+    | tee "$OUT/memory_plan.md"
+
+echo "Wrote $OUT/m2_k400/benchmark.md, $OUT/variants/benchmark.md and $OUT/memory_plan.md"

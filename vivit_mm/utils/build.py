@@ -37,4 +37,20 @@ def parameter_shapes(cfg: dict, prefixes: Tuple[str, ...] = ()
             if not prefixes or k.startswith(prefixes)}
 
 
-__all__ = ['build_model', 'parameter_shapes']
+def without_blending(cfg: dict) -> dict:
+    """A copy of a recognizer config whose data preprocessor blends no
+    batches (mixup, cutmix).
+
+    Blending mixes the clips and labels of a training batch; it changes no
+    shape the network sees, and its random state cannot be built on the
+    ``meta`` device, so FLOP counts and memory plans build the model
+    without it.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    pre = cfg.get('data_preprocessor')
+    if isinstance(pre, dict) and pre.get('blending') is not None:
+        cfg['data_preprocessor'] = dict(pre, blending=None)
+    return cfg
+
+
+__all__ = ['build_model', 'parameter_shapes', 'without_blending']

@@ -68,13 +68,14 @@ def recognizer_complexity(model_cfg: dict) -> Tuple[int, int,
 
     Args:
         model_cfg (dict): An MMAction2 recognizer config (``model=...``)
-            with a ViViT backbone.
+            with a ViViT backbone; its batch blending (training only) is
+            left out.
 
     Returns:
         tuple: ``(macs, params, input_shape)``.
     """
-    from .build import build_model
-    model = build_model(model_cfg, 'meta')
+    from .build import build_model, without_blending
+    model = build_model(without_blending(model_cfg), 'meta')
     shape = backbone_input_shape(model.backbone)
 
     def fwd(m, x):
