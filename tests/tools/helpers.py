@@ -115,3 +115,17 @@ def manual_scores(model, data):
     x = (views - 127.5) / 127.5
     with torch.no_grad():
         return model.cls_head(model.backbone(x)).mean(0)
+
+
+def mmaction_tools(script):
+    """MMAction2's own ``tools/<script>``: ``mmaction/.mim/tools`` of the
+    PyPI package, or ``tools/`` beside ``mmaction/`` in a source install;
+    the test is skipped where neither has it."""
+    import mmaction
+    import pytest
+    package = os.path.dirname(mmaction.__file__)
+    for folder in (os.path.join(package, '.mim', 'tools'),
+                   os.path.join(os.path.dirname(package), 'tools')):
+        if os.path.isfile(os.path.join(folder, script)):
+            return os.path.join(folder, script)
+    pytest.skip(f'MMAction2 at {package} ships no tools/{script}')

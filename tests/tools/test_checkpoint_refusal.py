@@ -6,16 +6,13 @@ test_test.py and test_demo.py."""
 import sys
 from importlib.machinery import SourceFileLoader
 
-import mmaction
 import pytest
 
 from tests.conftest import REPO
-from tests.tools.helpers import run
+from tests.tools.helpers import mmaction_tools, run
 
 TEST = str(REPO / 'tools' / 'test.py')
 TRAIN = str(REPO / 'tools' / 'train.py')
-MMACTION_TEST = str(REPO.__class__(mmaction.__file__).parent / '.mim' /
-                    'tools' / 'test.py')
 
 
 def test_test_tool_refuses_another_class_count(trained, tmp_path):
@@ -33,7 +30,7 @@ def test_test_tool_refuses_another_class_count(trained, tmp_path):
 
 def test_mmaction_test_tool_refuses_another_model(trained, tmp_path):
     ckpt = str(trained / 'wd' / 'epoch_2.pth')
-    proc = run([sys.executable, MMACTION_TEST, str(trained / 'cfg.py'), ckpt,
+    proc = run([sys.executable, mmaction_tools('test.py'), str(trained / 'cfg.py'), ckpt,
                 '--work-dir', str(tmp_path / 'wd'), '--cfg-options',
                 'model.backbone.num_temporal_layers=2'])
     assert proc.returncode != 0

@@ -2,34 +2,21 @@
 ``tools/test.py`` (shipped as ``mmaction/.mim/tools`` in the PyPI package,
 ``tools/`` beside ``mmaction/`` in a source install) and its
 ``MMAction2Inferencer``, on the installed MMAction2 (1.1 or 1.2)."""
-import os.path as osp
 import sys
 
-import pytest
 import torch
 
-from tests.tools.helpers import NUM_CLASSES, run
-
-
-def _mmaction_tools():
-    import mmaction
-    package = osp.dirname(mmaction.__file__)
-    for folder in (osp.join(package, '.mim', 'tools'),
-                   osp.join(osp.dirname(package), 'tools')):
-        if osp.isfile(osp.join(folder, 'train.py')):
-            return folder
-    pytest.skip(f'MMAction2 at {package} ships no tools/train.py')
+from tests.tools.helpers import NUM_CLASSES, mmaction_tools, run
 
 
 def test_mmaction_train_and_test_tools_run_the_config(trained, tmp_path):
-    tools = _mmaction_tools()
     cfg = str(trained / 'cfg.py')
-    proc = run([sys.executable, osp.join(tools, 'train.py'), cfg,
+    proc = run([sys.executable, mmaction_tools('train.py'), cfg,
                 '--work-dir', str(tmp_path / 'wd'),
                 '--cfg-options', 'train_cfg.max_epochs=1'])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / 'wd' / 'epoch_1.pth').is_file()
-    proc = run([sys.executable, osp.join(tools, 'test.py'), cfg,
+    proc = run([sys.executable, mmaction_tools('test.py'), cfg,
                 str(trained / 'wd' / 'epoch_2.pth'),
                 '--work-dir', str(tmp_path / 'test')])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -14,11 +14,36 @@ from vivit_mm.utils.optional import (OPTIONAL, MissingDependency,
 
 K400 = str(REPO / 'configs' / 'vivit_m2_k400.py')
 #: Runs the tool at argv[1] with the modules of argv[2] (comma-separated)
-#: missing.
-BLOCKED = ('import runpy, sys\n'
-           'for m in sys.argv[2].split(","): sys.modules[m] = None\n'
-           'tool = sys.argv[1]; sys.argv = [tool] + sys.argv[3:]\n'
-           'runpy.run_path(tool, run_name="__main__")\n')
+#: missing: not importable, and without package metadata, as for a package
+#: that is not installed (MMAction2 1.2 reads the metadata of transformers
+#: to decide whether to import its multimodal models).
+BLOCKED = '''import runpy, sys
+blocked = sys.argv[2].split(',')
+for m in blocked:
+    sys.modules[m] = None
+
+
+def hide(module):
+    real = module.distribution
+
+    def distribution(name):
+        if name.lower().replace('_', '-') in blocked:
+            raise module.PackageNotFoundError(name)
+        return real(name)
+    module.distribution = distribution
+
+
+import importlib.metadata
+hide(importlib.metadata)
+try:
+    import importlib_metadata
+    hide(importlib_metadata)
+except ImportError:
+    pass
+tool = sys.argv[1]
+sys.argv = [tool] + sys.argv[3:]
+runpy.run_path(tool, run_name='__main__')
+'''
 
 
 def without(modules, tool, *args):
@@ -60,7 +85,8 @@ def test_require_names_the_extra(monkeypatch):
      ['--variants', 'm1', '--out-dir', 'unused'],
      'error: benchmark.py (without --no-compare) needs transformers: pip '
      "install -e '.[tests]' (or pip install transformers)."),
-    ('tools/convert/vivit_to_hf.py', ['safetensors'],
+    # transformers needs safetensors: without it, neither is installed
+    ('tools/convert/vivit_to_hf.py', ['safetensors', 'transformers'],
      [K400, 'missing.pth', 'out_dir'],
      'error: vivit_to_hf.py (writes model.safetensors) needs safetensors: '
      "pip install -e '.[convert]' (or pip install safetensors)."),
@@ -77,7 +103,8 @@ def test_tool_names_the_missing_package(tool, modules, args, expected,
 def test_hf_to_vivit_needs_safetensors_only_for_safetensors(tmp_path):
     (tmp_path / 'model.safetensors').write_bytes(b'')
     one_line_error(
-        without(['safetensors'], 'tools/convert/hf_to_vivit.py', tmp_path,
+        without(['safetensors', 'transformers'],
+                'tools/convert/hf_to_vivit.py', tmp_path,
                 tmp_path / 'o.pth', '--out-config', tmp_path / 'o.py'),
         'error: hf_to_vivit.py (reading model.safetensors) needs '
         "safetensors: pip install -e '.[convert]' (or pip install "
