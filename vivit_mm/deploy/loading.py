@@ -1,14 +1,12 @@
 """Load a ViViT recognizer for deployment, after checking that the config
-describes a ViViT recognizer and that the checkpoint fits it (names and
-shapes), so that a mismatch fails with a clear message instead of
-mmengine's non-strict load leaving random weights in place."""
+describes a ViViT recognizer; a checkpoint that does not fit it (names and
+shapes) is refused by the model's own load checks
+(:mod:`vivit_mm.models.utils.load_checks`), instead of mmengine's
+non-strict load leaving random weights in place."""
 import os
 from typing import List, Optional
 
 from mmengine.config import Config
-
-#: The recognizer parts the deployment tools run.
-WEIGHT_PREFIXES = ('backbone.', 'cls_head.')
 
 
 def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
@@ -50,29 +48,6 @@ def backbone_class(kind, where: str = 'the config'):
             f'{where}: model.backbone.type is {kind!r}, not a ViViT '
             f'backbone; the deployment tools support {vivits}.')
     return cls
-
-
-def check_checkpoint(checkpoint: str, cfg: Config) -> None:
-    """Raise ``FileNotFoundError``/``ValueError`` unless the checkpoint file
-    holds exactly the ``backbone.*``/``cls_head.*`` parameters (names and
-    shapes) of the recognizer ``cfg.model`` builds. Read without running
-    pickled code."""
-    from ..convert.io import unwrap_state_dict
-    from ..convert.recognizer import check_against_config
-    path = os.path.expanduser(os.fspath(checkpoint))
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Checkpoint file {path!r} does not exist.')
-    state_dict = unwrap_state_dict(path)
-    weights = {k: v for k, v in state_dict.items()
-               if k.startswith(WEIGHT_PREFIXES)}
-    if not weights:
-        raise ValueError(
-            f'Checkpoint {path!r} holds no backbone.*/cls_head.* weights '
-            f'(first keys: {sorted(state_dict)[:5]}); it is not a '
-            'recognizer checkpoint.')
-    check_against_config(weights, cfg.model.to_dict()
-                         if hasattr(cfg.model, 'to_dict') else cfg.model,
-                         source=f'the weights of {path!r}')
 
 
 def load_recognizer(config: str, checkpoint: str,
@@ -137,6 +112,5 @@ def class_names(model, label_map: Optional[str] = None,
     return [str(i) for i in range(num_classes)]
 
 
-__all__ = ['load_config', 'backbone_class', 'check_checkpoint',
-           'load_recognizer', 'read_label_map', 'class_names',
-           'WEIGHT_PREFIXES']
+__all__ = ['load_config', 'backbone_class', 'load_recognizer',
+           'read_label_map', 'class_names']
