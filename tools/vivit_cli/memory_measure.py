@@ -22,7 +22,6 @@ of the second step, absolute and over ``memory_allocated`` before it.
     python tools/vivit_cli/memory_measure.py '{"config": "configs/...",
         "options": {}, "batch": 8, "precision": "fp32", "with_cp": false}'
 """
-import ctypes
 import json
 import os
 import subprocess
@@ -33,40 +32,11 @@ from typing import Optional
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _mmap_large_blocks(threshold: int = 64 << 10) -> bool:
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, threshold)
-                & libc.mallopt(m_trim_threshold, threshold))
-
-
-def _status(field: str) -> Optional[int]:
-    """A ``/proc/self/status`` field in bytes."""
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
 def run(job: dict) -> dict:
     """Measure the job; see the module docstring."""
-    tuned = _mmap_large_blocks()
+    sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
+    from vivit_bench.rss import mmap_large_blocks, reset_peak, status_bytes
+    tuned = mmap_large_blocks()
     import torch
     from mmengine.config import Config
 
@@ -117,10 +87,10 @@ def run(job: dict) -> dict:
                     max_reserved=torch.cuda.max_memory_reserved(),
                     total=torch.cuda.get_device_properties(0).total_memory,
                     gpu=torch.cuda.get_device_name(0))
-    before = _status('VmRSS')
-    method = 'VmHWM' if _reset_peak() else None
+    before = status_bytes('VmRSS')
+    method = 'VmHWM' if reset_peak() else None
     step()
-    peak = _status('VmHWM') if method else None
+    peak = status_bytes('VmHWM') if method else None
     return dict(increase=None if peak is None else peak - before,
                 rss_before=before, rss_peak=peak, malloc_tuned=tuned,
                 threads=torch.get_num_threads())

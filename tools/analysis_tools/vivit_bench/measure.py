@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .rss import reset_peak, status_bytes
+
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels on ``device`` (no-op on CPU)."""
@@ -174,17 +176,6 @@ def saved_activation_bytes(fn: Callable[[], object],
     return sum(storages.values())
 
 
-def _rss_bytes(field: str) -> Optional[int]:
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def peak_rss_delta(fn: Callable[[], object]) -> Optional[int]:
     """Peak resident-set growth of this process during ``fn`` (Linux).
 
@@ -196,14 +187,11 @@ def peak_rss_delta(fn: Callable[[], object]) -> Optional[int]:
     Returns:
         int | None: Bytes, or None where the kernel does not support it.
     """
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
+    if not reset_peak():
         return None
-    before = _rss_bytes('VmRSS')
+    before = status_bytes('VmRSS')
     fn()
-    peak = _rss_bytes('VmHWM')
+    peak = status_bytes('VmHWM')
     if before is None or peak is None:
         return None
     return max(0, peak - before)

@@ -9,7 +9,6 @@ glibc is told to serve every allocation of 64 KiB or more by ``mmap``
 initialisation) RSS falls back to the model and input, and the next step's
 high-water mark measures only what it allocates.
 """
-import ctypes
 import json
 import sys
 
@@ -17,21 +16,13 @@ import torch
 
 from .cases import Case, build, video_input
 from .measure import peak_rss_delta
-
-
-def _mmap_large_blocks() -> None:
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD
-    except OSError:
-        pass
+from .rss import mmap_large_blocks
 
 
 def run(job: str) -> None:
     """Measure the job (JSON: ``cfg``, ``batch``, ``threads``) and print
     ``{"peak": bytes}`` (``null`` where unmeasurable)."""
-    _mmap_large_blocks()
+    mmap_large_blocks()
     job = json.loads(job)
     torch.set_num_threads(job['threads'])
     model = build(job['cfg'], 'cpu').train()
