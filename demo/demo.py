@@ -196,28 +196,22 @@ class WindowLog:
     def __init__(self, path: str, resume: bool) -> None:
         import numpy as np
 
+        from vivit_mm.deploy.bulk import read_json_lines
         from vivit_mm.deploy.prediction import Window
         self.path, self.windows = path, {}
         if os.path.exists(path) and not resume:
             raise ValueError(f'{path} holds the windows of an earlier run: '
                              'add --resume to continue it, or delete it.')
         if resume and os.path.exists(path):
-            with open(path, encoding='utf-8') as f:
-                for line in f:
-                    try:
-                        r = json.loads(line)
-                    except json.JSONDecodeError:  # cut by a kill
-                        break
-                    self.windows[r['index']] = Window(
-                        r['index'], r['start'], r['stop'], r['frame_inds'],
-                        np.asarray(r['probs'], dtype=np.float32))
+            for r in read_json_lines(path):  # up to a line cut by a kill
+                self.windows[r['index']] = Window(
+                    r['index'], r['start'], r['stop'], r['frame_inds'],
+                    np.asarray(r['probs'], dtype=np.float32))
             print(f'--resume: {len(self.windows)} windows already done.')
 
     def add(self, w) -> None:
-        with open(self.path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(w.as_dict()) + '\n')
-            f.flush()
-            os.fsync(f.fileno())
+        from vivit_mm.deploy.bulk import append_json_line
+        append_json_line(self.path, w.as_dict())
 
 
 def plot(timeline: dict, names: List[str]) -> None:

@@ -18,6 +18,7 @@ assembled from the parts (streamed from disk: memory stays bounded on long
 lists) and the folder is removed.
 """
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -28,6 +29,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..engine.file_backends import atomic_write
+
 #: Exit status of a job that completed but skipped videos.
 EXIT_SKIPPED = 3
 
@@ -36,13 +39,27 @@ class BadVideoStop(RuntimeError):
     """An unreadable video stopped the job (finished work is kept)."""
 
 
-def _fsync_write(path: str, data: bytes) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(data)
+def append_json_line(path: str, record: dict) -> None:
+    """Append ``record`` as one JSON line to ``path``, flushed to disk."""
+    with open(path, 'a', encoding='utf-8') as f:
+        f.write(json.dumps(record) + '\n')
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def read_json_lines(path: str) -> List[dict]:
+    """The records :func:`append_json_line` wrote to ``path`` (none when it
+    does not exist), up to a line cut by a kill."""
+    if not os.path.isfile(path):
+        return []
+    records = []
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # the line a kill cut
+                break
+    return records
 
 
 def job_identity(**fields) -> dict:
@@ -73,7 +90,7 @@ class PartsStore:
         self.log = os.path.join(self.dir, 'log.jsonl')
         job_file = os.path.join(self.dir, 'job.json')
         if os.path.isdir(self.dir):
-            records = self._read_log()
+            records = read_json_lines(self.log)
             if not resume:
                 raise FileExistsError(
                     f'{self.dir} holds {len(records)} finished video(s) of '
@@ -90,21 +107,9 @@ class PartsStore:
                     'job only. Delete the folder to start again.')
         else:
             os.makedirs(self.dir)
-            _fsync_write(job_file, json.dumps(job, indent=1).encode())
+            atomic_write(json.dumps(job, indent=1).encode(), job_file)
         self.records: Dict[int, dict] = {r['index']: r
-                                         for r in self._read_log()}
-
-    def _read_log(self) -> List[dict]:
-        if not os.path.isfile(self.log):
-            return []
-        records = []
-        with open(self.log, encoding='utf-8') as f:
-            for line in f:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:  # the line a kill cut
-                    break
-        return records
+                                         for r in read_json_lines(self.log)}
 
     def _part(self, index: int) -> str:
         return os.path.join(self.dir, f'{index:08d}.npy')
@@ -113,19 +118,13 @@ class PartsStore:
             reason: Optional[str] = None) -> None:
         """Record video ``index``: its ``result``, or why it was skipped."""
         if result is not None:
-            part = self._part(index)
-            with open(part + '.tmp', 'wb') as f:
-                np.save(f, result)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(part + '.tmp', part)
+            buffer = io.BytesIO()
+            np.save(buffer, result)
+            atomic_write(buffer.getbuffer(), self._part(index))
         record = dict(index=index, name=name,
                       status='ok' if result is not None else 'skipped',
                       reason=reason)
-        with open(self.log, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
-            f.flush()
-            os.fsync(f.fileno())
+        append_json_line(self.log, record)
         self.records[index] = record
 
     def skipped(self) -> List[dict]:
